@@ -51,6 +51,7 @@ typedef enum {
     F_SCORE,
     F_EXECUTION_TIME,
     F_TYPE,
+    F_BROKER_TS,
     F_NONE
 } s_field_t;
 
@@ -90,6 +91,7 @@ static const s_key_t s_keys[] = {
     S_KEY ("response_time", K_FLOAT, F_RESPONSE_TIME, false),
     S_KEY ("score", K_FLOAT, F_SCORE, false),
     S_KEY ("execution_time", K_FLOAT, F_EXECUTION_TIME, false),
+    S_KEY ("broker_ts", K_UINT, F_BROKER_TS, true),
 };
 #define S_KEY_COUNT (sizeof (s_keys) / sizeof (s_keys[0]))
 
@@ -402,6 +404,8 @@ s_has_field (const mw_event_t *ev, int field)
             return ev->has & MW_HAS_SCORE;
         case F_EXECUTION_TIME:
             return ev->has & MW_HAS_EXECUTION_TIME;
+        case F_BROKER_TS:
+            return ev->has & MW_HAS_BROKER_TS;
         default:
             return true;
     }
@@ -508,9 +512,9 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     uint32_t truncated = self->truncated + cut + kv_cut;
     if (truncated)
         nkeys++;
-    static const uint32_t opt_bits[] = {MW_HAS_ID,          MW_HAS_TIMEOUT_MS,    MW_HAS_ACTION_COUNT,
-                                        MW_HAS_SUCCESS,     MW_HAS_RESPONSE_TIME, MW_HAS_SCORE,
-                                        MW_HAS_EXECUTION_TIME};
+    static const uint32_t opt_bits[] = {
+        MW_HAS_ID,           MW_HAS_BROKER_TS, MW_HAS_TIMEOUT_MS,    MW_HAS_ACTION_COUNT, MW_HAS_SUCCESS,
+        MW_HAS_RESPONSE_TIME, MW_HAS_SCORE,    MW_HAS_EXECUTION_TIME};
     for (size_t i = 0; i < sizeof (opt_bits) / sizeof (opt_bits[0]); i++)
         nkeys += (self->has & opt_bits[i]) != 0;
 
@@ -533,6 +537,10 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     if (self->has & MW_HAS_ID) {
         s_pack_str (&pk, "id", 2);
         msgpack_pack_uint64 (&pk, self->id);
+    }
+    if (self->has & MW_HAS_BROKER_TS) {
+        s_pack_str (&pk, "broker_ts", 9);
+        msgpack_pack_uint64 (&pk, self->broker_ts);
     }
     for (int k = 0; k < MW_STR_COUNT; k++) {
         if (!self->str[k].ptr)
@@ -1093,6 +1101,10 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
                         break;
                     case F_TRUNCATED:
                         self->truncated += val.u > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t) val.u;
+                        break;
+                    case F_BROKER_TS:
+                        self->broker_ts = val.u;
+                        self->has |= MW_HAS_BROKER_TS;
                         break;
                     case F_TIMEOUT_MS:
                         self->timeout_ms = val.u;

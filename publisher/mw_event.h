@@ -79,6 +79,7 @@ typedef enum {
 #define MW_HAS_RESPONSE_TIME 0x0010u  //  response_time (float, seconds)
 #define MW_HAS_SCORE 0x0020u          //  score (float)
 #define MW_HAS_EXECUTION_TIME 0x0040u //  execution_time (float, seconds)
+#define MW_HAS_BROKER_TS 0x0080u      //  broker_ts (uint, broker clock in ms at acceptance)
 
 //  A string value: ptr NULL means the key is absent.
 typedef struct {
@@ -127,6 +128,7 @@ typedef struct {
     uint64_t sid;               //  publisher session id
     uint64_t seq;               //  sequence number in the session, from 1
     uint64_t id;                //  broker id, if has & MW_HAS_ID
+    uint64_t broker_ts;         //  broker clock (ms) at acceptance, if MW_HAS_BROKER_TS
     mw_str_t str[MW_STR_COUNT]; //  string keys, indexed by mw_str_key_t
     uint32_t has;               //  MW_HAS_* bits
     uint64_t timeout_ms;
@@ -226,7 +228,7 @@ int
 //  Encode an event as a msgpack body into out (cap bytes). Strings over
 //  their limit are cut at a UTF-8 boundary and counted in the body's
 //  `truncated` key; *truncated_p (if not NULL) gets the count cut here.
-//  Writes the id key only if has & MW_HAS_ID. Return MW_OK and the length
+//  Writes the id and broker_ts keys only if their has bits are set. Return MW_OK and the length
 //  in *len_p, or MW_ERR_TOO_LARGE if the body would exceed cap or
 //  MW_MAX_BODY, or MW_ERR_KEY / MW_ERR_FIELD_TYPE for a bad kv (a header key
 //  such as `seq`, a repeated key, or a known key of the wrong type).

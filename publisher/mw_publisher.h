@@ -98,7 +98,7 @@ int
 
 //  Any type (a custom one, or a known one with extra keys): task_id may be
 //  NULL; kv are n more key/values. A known key in kv must have its protocol
-//  type; header keys (v, type, ts, miner, sid, seq, id, truncated) are
+//  type; header keys (v, type, ts, miner, sid, seq, id, broker_ts, truncated) are
 //  refused. Return 0 if sent, -1 if dropped or refused.
 int
     mw_publisher_send (mw_publisher_t *self, const char *type, const char *task_id,
