@@ -318,9 +318,10 @@ s_kv_check (const mw_kv_t *kv, int depth)
     return MW_ERR_FIELD_TYPE;
 }
 
-//  Pack a kv value; strings are cut to MW_MAX_STR and counted in *cut.
+//  Pack a kv value; strings are cut to limit (a known key's own limit at the
+//  top level, MW_MAX_STR inside maps and arrays) and counted in *cut.
 static void
-s_kv_pack (msgpack_packer *pk, const mw_kv_t *kv, uint32_t *cut)
+s_kv_pack (msgpack_packer *pk, const mw_kv_t *kv, size_t limit, uint32_t *cut)
 {
     switch (kv->kind) {
         case MW_KV_NIL:
@@ -344,7 +345,7 @@ s_kv_pack (msgpack_packer *pk, const mw_kv_t *kv, uint32_t *cut)
         case MW_KV_STR: {
             const char *s = kv->val.s.ptr ? kv->val.s.ptr : "";
             size_t len = s_kv_len (kv);
-            size_t eff = s_utf8_cut (s, len, MW_MAX_STR);
+            size_t eff = s_utf8_cut (s, len, limit);
             *cut += eff < len;
             s_pack_str (pk, s, eff);
             break;
@@ -355,15 +356,25 @@ s_kv_pack (msgpack_packer *pk, const mw_kv_t *kv, uint32_t *cut)
                 const mw_kv_t *item = &kv->val.list.items[i];
                 size_t klen = strlen (item->key);
                 s_pack_str (pk, item->key, s_utf8_cut (item->key, klen, MW_MAX_KEY));
-                s_kv_pack (pk, item, cut);
+                s_kv_pack (pk, item, MW_MAX_STR, cut);
             }
             break;
         case MW_KV_ARRAY:
             msgpack_pack_array (pk, kv->val.list.count);
             for (size_t i = 0; i < kv->val.list.count; i++)
-                s_kv_pack (pk, &kv->val.list.items[i], cut);
+                s_kv_pack (pk, &kv->val.list.items[i], MW_MAX_STR, cut);
             break;
     }
+}
+
+//  The string limit of a top-level kv: its known key's own, else MW_MAX_STR.
+static size_t
+s_kv_limit (const mw_kv_t *kv)
+{
+    int k = s_key_lookup (kv->key, strlen (kv->key));
+    if (k >= 0 && s_keys[k].kind == K_STR)
+        return mw_str_key_limit ((mw_str_key_t) s_keys[k].field);
+    return MW_MAX_STR;
 }
 
 //  Does the kv kind fit the protocol type of a known key?
@@ -417,6 +428,9 @@ s_has_field (const mw_event_t *ev, int field)
 static int
 s_check_required (const mw_event_t *ev, uint32_t kv_has, char *errbuf, size_t errbuf_size);
 
+static bool
+s_extra_has_key (const mw_event_t *ev, const char *key, size_t klen);
+
 //  Validate the kv list against the event: returns MW_OK and a bitmask of
 //  known keys supplied by kv (by s_keys index).
 static int
@@ -445,19 +459,21 @@ s_kv_validate (const mw_event_t *ev, uint32_t *kv_has)
         if (k < 0) {
             if (++custom > MW_MAX_EXTRA)
                 return MW_ERR_KEY;
+            if (s_extra_has_key (ev, kv->key, klen))
+                return MW_ERR_KEY;
             continue;
         }
         const s_key_t *key = &s_keys[k];
         if (key->header)
             return MW_ERR_KEY;
-        if (kv->kind == MW_KV_NIL)
-            continue; //  nil means absent: written as nil, decoded as absent
-        if (!s_kv_fits (kv, (s_kind_t) key->kind))
-            return MW_ERR_FIELD_TYPE;
         bool set = key->kind == K_STR ? ev->str[key->field].ptr != NULL
                                       : s_has_field (ev, key->field);
         if (set)
             return MW_ERR_KEY;
+        if (kv->kind == MW_KV_NIL)
+            continue; //  nil means absent: written as nil, decoded as absent
+        if (!s_kv_fits (kv, (s_kind_t) key->kind))
+            return MW_ERR_FIELD_TYPE;
         *kv_has |= 1u << k;
     }
     return MW_OK;
@@ -507,9 +523,11 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
         msgpack_packer dry;
         msgpack_packer_init (&dry, &w, s_wbuf_write);
         for (size_t i = 0; i < self->kv_count; i++)
-            s_kv_pack (&dry, &self->kv[i], &kv_cut);
+            s_kv_pack (&dry, &self->kv[i], s_kv_limit (&self->kv[i]), &kv_cut);
     }
-    uint32_t truncated = self->truncated + cut + kv_cut;
+    //  Saturate like the decoder does, so forwarding keeps the value stable.
+    uint64_t total = (uint64_t) self->truncated + cut + kv_cut;
+    uint32_t truncated = total > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t) total;
     if (truncated)
         nkeys++;
     static const uint32_t opt_bits[] = {
@@ -525,7 +543,7 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     msgpack_packer_init (&pk, &w, s_wbuf_write);
     msgpack_pack_map (&pk, nkeys);
     s_pack_str (&pk, "v", 1);
-    msgpack_pack_uint64 (&pk, self->v);
+    msgpack_pack_uint64 (&pk, MW_PROTOCOL_VERSION);
     s_pack_str (&pk, "type", 4);
     s_pack_str (&pk, self->type, type_len);
     s_pack_str (&pk, "ts", 2);
@@ -587,7 +605,7 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
         const mw_kv_t *kv = &self->kv[i];
         size_t klen = strlen (kv->key);
         s_pack_str (&pk, kv->key, klen);
-        s_kv_pack (&pk, kv, &unused);
+        s_kv_pack (&pk, kv, s_kv_limit (kv), &unused);
     }
     if (w.overflow)
         return MW_ERR_TOO_LARGE;
@@ -838,6 +856,22 @@ s_skip (s_rd_t *rd, int depth_left)
     return MW_OK;
 }
 
+static bool
+s_extra_has_key (const mw_event_t *ev, const char *key, size_t klen)
+{
+    s_rd_t rd = {ev->extra, ev->extra + ev->extra_len};
+    for (uint32_t i = 0; ev->extra && i < ev->extra_count; i++) {
+        s_obj_t k;
+        if (s_read (&rd, &k) != MW_OK)
+            return false;
+        if (k.tag == T_STR && k.len == klen && memcmp (k.ptr, key, klen) == 0)
+            return true;
+        if (s_skip (&rd, MW_MAX_DEPTH) != MW_OK)
+            return false;
+    }
+    return false;
+}
+
 int
 mw_msgpack_check (const uint8_t *buf, size_t len, int max_depth, size_t *size_p)
 {
@@ -1073,7 +1107,8 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
             case K_STR: {
                 size_t limit = mw_str_key_limit ((mw_str_key_t) spec->field);
                 size_t eff = s_utf8_cut ((const char *) val.ptr, val.len, limit);
-                self->truncated += eff < val.len;
+                if (eff < val.len && self->truncated < UINT32_MAX / 2)
+                    self->truncated++;
                 memcpy (store + used, val.ptr, eff);
                 store[used + eff] = 0;
                 self->str[spec->field].ptr = (const char *) store + used;
@@ -1100,7 +1135,9 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
                         self->has |= MW_HAS_ID;
                         break;
                     case F_TRUNCATED:
-                        self->truncated += val.u > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t) val.u;
+                        self->truncated = val.u >= UINT32_MAX / 2 - self->truncated
+                                              ? UINT32_MAX / 2
+                                              : self->truncated + (uint32_t) val.u;
                         break;
                     case F_BROKER_TS:
                         self->broker_ts = val.u;
@@ -1223,6 +1260,9 @@ mw_event_copy (mw_event_t *dst, const mw_event_t *src)
         mw_event_init (&probe, MW_TYPE_CUSTOM);
         probe.kv = src->kv;
         probe.kv_count = src->kv_count;
+        probe.extra = src->extra;
+        probe.extra_len = src->extra_len;
+        probe.extra_count = src->extra_count;
         uint32_t kv_has;
         if (s_kv_validate (&probe, &kv_has) != MW_OK)
             return -1;
@@ -1235,7 +1275,7 @@ mw_event_copy (mw_event_t *dst, const mw_event_t *src)
         for (size_t i = 0; i < src->kv_count; i++) {
             const mw_kv_t *kv = &src->kv[i];
             s_pack_str (&pk, kv->key, strlen (kv->key));
-            s_kv_pack (&pk, kv, &kv_cut);
+            s_kv_pack (&pk, kv, s_kv_limit (kv), &kv_cut);
         }
         if (w.overflow) {
             free (kvbuf);
