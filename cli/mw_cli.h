@@ -1,0 +1,94 @@
+/*  mw_cli.h - what the minerwatch commands share: the command table,
+    option and value parsing with the project's error messages, signals,
+    the monotonic clock, colour, and text made safe for a terminal.
+
+    Each command lives in its own file (cmd_NAME.c) and exports one
+    mw_cli_command_t; main.c lists them. A command's run function gets the
+    arguments from its own name on (argv[0] is "tail") and returns the
+    process exit code: 0 done, 1 failed at run time, 2 bad usage.
+*/
+#ifndef MW_CLI_H_INCLUDED
+#define MW_CLI_H_INCLUDED
+
+#include "mw_json.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Exit codes of every command.
+#define MW_CLI_OK     0
+#define MW_CLI_FAILED 1
+#define MW_CLI_USAGE  2
+
+//  Where publishers send by default: the broker's ingest endpoint.
+#define MW_CLI_DEFAULT_ENDPOINT ">tcp://127.0.0.1:7710"
+
+typedef struct {
+    const char *name;
+    const char *summary; //  one line for `minerwatch --help`
+    int (*run) (int argc, char **argv);
+    void (*help) (FILE *out);
+} mw_cli_command_t;
+
+extern const mw_cli_command_t mw_cmd_tail;
+extern const mw_cli_command_t mw_cmd_publish;
+extern const mw_cli_command_t mw_cmd_simulate;
+
+//  Print "minerwatch CMD: MESSAGE; see 'minerwatch CMD --help'" on stderr.
+//  Return MW_CLI_USAGE, so a caller can `return mw_cli_usage (...)`.
+int mw_cli_usage (const char *cmd, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+//  Report what getopt_long returned for a bad option (c is '?' or ':') in
+//  the project's words ("unknown option '--foo'", "option '--count' needs
+//  a value", "option '--json' takes no value"); opts is the command's
+//  option table. Return MW_CLI_USAGE.
+int mw_cli_bad_option (const char *cmd, int c, char **argv, const struct option *opts);
+
+//  Parse a whole decimal number in [min, max] (no sign, no spaces).
+//  Return 0, or -1 if text is not one.
+int mw_cli_parse_uint (const char *text, uint64_t min, uint64_t max, uint64_t *value_p);
+
+//  Parse a finite decimal number (no hex, no inf/nan) in [min, max].
+//  Return 0, or -1 if text is not one.
+int mw_cli_parse_double (const char *text, double min, double max, double *value_p);
+
+//  Check the syntax of a czmq-style endpoint list: comma-separated,
+//  each "[@|>]TRANSPORT://ADDRESS". Return 0, or -1 with a reason in
+//  why (a static string).
+int mw_cli_check_endpoints (const char *endpoints, const char **why_p);
+
+//  Set by SIGINT and SIGTERM once mw_cli_catch_signals ran; a second
+//  SIGINT ends the process at once (exit 130). Also ignores SIGPIPE, so a
+//  closed pipe shows up as a write error.
+extern volatile sig_atomic_t mw_cli_interrupted;
+void mw_cli_catch_signals (void);
+
+//  Seconds on the monotonic clock.
+double mw_cli_now (void);
+
+//  Sleep until the monotonic time `until` (seconds), or a signal.
+void mw_cli_sleep_until (double until);
+
+//  --color=WHEN
+typedef enum { MW_COLOR_AUTO, MW_COLOR_ALWAYS, MW_COLOR_NEVER } mw_color_mode_t;
+
+//  Parse auto|always|never. Return 0, or -1.
+int mw_cli_parse_color (const char *text, mw_color_mode_t *mode_p);
+
+//  Whether to colour output to fd: always, never, or (auto) when fd is a
+//  terminal, NO_COLOR is unset or empty, and TERM is not "dumb".
+bool mw_cli_use_color (mw_color_mode_t mode, int fd);
+
+//  Append untrusted text for a terminal: control characters (C0, DEL, C1)
+//  and bidirectional overrides are shown escaped ("\n", "\x1b", "\u202e"),
+//  invalid UTF-8 becomes U+FFFD, and at most max_chars characters are kept
+//  (0: no limit), with "…" when cut.
+void mw_cli_term_text (mw_buf_t *out, const char *s, size_t len, size_t max_chars);
+
+//  Write the buffer to a stream. Return 0, or -1 on a write error.
+int mw_cli_write (FILE *stream, const mw_buf_t *buf);
+
+#endif
