@@ -1,6 +1,7 @@
 /*  mw_event.c - the event model and msgpack codec of wire protocol v1.
 
-    Encoding goes through msgpack-c's packer into a caller buffer. Decoding
+    Encoding writes msgpack bytes directly into a caller buffer (the same
+    bytes msgpack-c's packer writes; the tests check that). Decoding
     is a single strict pass over the bytes with our own reader: every
     declared length is checked against the bytes left before anything is
     read or allocated, nesting is bounded, and the only allocation is one
@@ -13,7 +14,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,8 @@ static const char *s_type_names[MW_TYPE_COUNT] = {
 static const char *s_str_key_names[MW_STR_COUNT] = {
     "miner", "task_id", "prompt", "url", "validator_ip", "validator_hotkey", "step",
     "action_type", "error", "error_message", "error_type", "cache_type", "endpoint"};
+
+static const uint8_t s_str_key_lens[MW_STR_COUNT] = {5, 7, 6, 3, 12, 16, 4, 11, 5, 13, 10, 10, 8};
 
 static const char *s_err_names[MW_ERR_COUNT] = {
     "ok",       "empty",     "too_large", "malformed", "too_deep",  "not_map",  "bad_key",
@@ -248,31 +250,140 @@ mw_event_release (mw_event_t *self)
 //  --------------------------------------------------------------------------
 //  Encoding
 
+//  A msgpack writer into a caller buffer. It emits the same bytes as
+//  msgpack-c's packer (smallest format for each value, float64 for
+//  doubles, str8 for 32..255 byte strings), but inline: msgpack-c calls a
+//  write callback through a pointer for every value, which was most of the
+//  publisher's cost per event (see docs/performance.md). A write past cap
+//  sets overflow and writes nothing more.
 typedef struct {
-    uint8_t *out;
-    size_t cap;
-    size_t len;
+    uint8_t *start;
+    uint8_t *p;   //  next byte to write
+    uint8_t *end; //  one past the last writable byte; = p after an overflow
     bool overflow;
-} s_wbuf_t;
+} s_pk_t;
 
-static int
-s_wbuf_write (void *data, const char *buf, size_t len)
+#define S_INLINE static inline __attribute__ ((always_inline))
+
+S_INLINE void
+s_pk_init (s_pk_t *pk, uint8_t *out, size_t cap)
 {
-    s_wbuf_t *w = (s_wbuf_t *) data;
-    if (w->overflow || len > w->cap - w->len) {
-        w->overflow = true;
-        return -1;
-    }
-    memcpy (w->out + w->len, buf, len);
-    w->len += len;
-    return 0;
+    pk->start = pk->p = out;
+    pk->end = out + cap;
+    pk->overflow = false;
 }
 
-static void
-s_pack_str (msgpack_packer *pk, const char *s, size_t len)
+//  Reserve n bytes. On overflow, end is pulled back to p, so every later
+//  reservation fails with the same single comparison.
+S_INLINE uint8_t *
+s_pk_need (s_pk_t *pk, size_t n)
 {
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, s, len);
+    if (__builtin_expect ((size_t) (pk->end - pk->p) < n, 0)) {
+        pk->overflow = true;
+        pk->end = pk->p;
+        return NULL;
+    }
+    uint8_t *p = pk->p;
+    pk->p += n;
+    return p;
+}
+
+S_INLINE void
+s_pk_head (s_pk_t *pk, uint8_t code, uint64_t value, int bytes)
+{
+    uint8_t *p = s_pk_need (pk, 1 + (size_t) bytes);
+    if (!p)
+        return;
+    p[0] = code;
+    for (int i = bytes; i > 0; i--, value >>= 8)
+        p[i] = (uint8_t) value;
+}
+
+S_INLINE void
+s_pk_byte (s_pk_t *pk, uint8_t byte)
+{
+    uint8_t *p = s_pk_need (pk, 1);
+    if (p)
+        *p = byte;
+}
+
+S_INLINE void
+s_pk_raw (s_pk_t *pk, const void *data, size_t len)
+{
+    uint8_t *p = s_pk_need (pk, len);
+    if (p && len)
+        memcpy (p, data, len);
+}
+
+S_INLINE void
+s_pk_uint (s_pk_t *pk, uint64_t u)
+{
+    if (u < 0x80)
+        s_pk_byte (pk, (uint8_t) u);
+    else if (u <= 0xff)
+        s_pk_head (pk, 0xcc, u, 1);
+    else if (u <= 0xffff)
+        s_pk_head (pk, 0xcd, u, 2);
+    else if (u <= 0xffffffffu)
+        s_pk_head (pk, 0xce, u, 4);
+    else
+        s_pk_head (pk, 0xcf, u, 8);
+}
+
+S_INLINE void
+s_pk_int (s_pk_t *pk, int64_t i)
+{
+    if (i >= 0)
+        s_pk_uint (pk, (uint64_t) i);
+    else if (i >= -32)
+        s_pk_byte (pk, (uint8_t) (int8_t) i);
+    else if (i >= INT8_MIN)
+        s_pk_head (pk, 0xd0, (uint64_t) i, 1);
+    else if (i >= INT16_MIN)
+        s_pk_head (pk, 0xd1, (uint64_t) i, 2);
+    else if (i >= INT32_MIN)
+        s_pk_head (pk, 0xd2, (uint64_t) i, 4);
+    else
+        s_pk_head (pk, 0xd3, (uint64_t) i, 8);
+}
+
+S_INLINE void
+s_pk_double (s_pk_t *pk, double d)
+{
+    uint64_t bits;
+    memcpy (&bits, &d, sizeof (bits));
+    s_pk_head (pk, 0xcb, bits, 8);
+}
+
+S_INLINE void
+s_pk_bool (s_pk_t *pk, bool b)
+{
+    s_pk_byte (pk, b ? 0xc3 : 0xc2);
+}
+
+S_INLINE void
+s_pk_container (s_pk_t *pk, uint8_t fix, uint8_t code16, size_t n)
+{
+    if (n < 16)
+        s_pk_byte (pk, (uint8_t) (fix | n));
+    else if (n <= 0xffff)
+        s_pk_head (pk, code16, n, 2);
+    else
+        s_pk_head (pk, (uint8_t) (code16 + 1), n, 4);
+}
+
+S_INLINE void
+s_pk_str (s_pk_t *pk, const char *s, size_t len)
+{
+    if (len < 32)
+        s_pk_byte (pk, (uint8_t) (0xa0 | len));
+    else if (len <= 0xff)
+        s_pk_head (pk, 0xd9, len, 1);
+    else if (len <= 0xffff)
+        s_pk_head (pk, 0xda, len, 2);
+    else
+        s_pk_head (pk, 0xdb, len, 4);
+    s_pk_raw (pk, s, len);
 }
 
 static size_t
@@ -321,46 +432,43 @@ s_kv_check (const mw_kv_t *kv, int depth)
 //  Pack a kv value; strings are cut to limit (a known key's own limit at the
 //  top level, MW_MAX_STR inside maps and arrays) and counted in *cut.
 static void
-s_kv_pack (msgpack_packer *pk, const mw_kv_t *kv, size_t limit, uint32_t *cut)
+s_kv_pack (s_pk_t *pk, const mw_kv_t *kv, size_t limit, uint32_t *cut)
 {
     switch (kv->kind) {
         case MW_KV_NIL:
-            msgpack_pack_nil (pk);
+            s_pk_byte (pk, 0xc0);
             break;
         case MW_KV_BOOL:
-            if (kv->val.b)
-                msgpack_pack_true (pk);
-            else
-                msgpack_pack_false (pk);
+            s_pk_bool (pk, kv->val.b);
             break;
         case MW_KV_INT:
-            msgpack_pack_int64 (pk, kv->val.i);
+            s_pk_int (pk, kv->val.i);
             break;
         case MW_KV_UINT:
-            msgpack_pack_uint64 (pk, kv->val.u);
+            s_pk_uint (pk, kv->val.u);
             break;
         case MW_KV_DOUBLE:
-            msgpack_pack_double (pk, kv->val.d);
+            s_pk_double (pk, kv->val.d);
             break;
         case MW_KV_STR: {
             const char *s = kv->val.s.ptr ? kv->val.s.ptr : "";
             size_t len = s_kv_len (kv);
             size_t eff = s_utf8_cut (s, len, limit);
             *cut += eff < len;
-            s_pack_str (pk, s, eff);
+            s_pk_str (pk, s, eff);
             break;
         }
         case MW_KV_MAP:
-            msgpack_pack_map (pk, kv->val.list.count);
+            s_pk_container (pk, 0x80, 0xde, kv->val.list.count);
             for (size_t i = 0; i < kv->val.list.count; i++) {
                 const mw_kv_t *item = &kv->val.list.items[i];
                 size_t klen = strlen (item->key);
-                s_pack_str (pk, item->key, s_utf8_cut (item->key, klen, MW_MAX_KEY));
+                s_pk_str (pk, item->key, s_utf8_cut (item->key, klen, MW_MAX_KEY));
                 s_kv_pack (pk, item, MW_MAX_STR, cut);
             }
             break;
         case MW_KV_ARRAY:
-            msgpack_pack_array (pk, kv->val.list.count);
+            s_pk_container (pk, 0x90, 0xdc, kv->val.list.count);
             for (size_t i = 0; i < kv->val.list.count; i++)
                 s_kv_pack (pk, &kv->val.list.items[i], MW_MAX_STR, cut);
             break;
@@ -518,10 +626,9 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     //  dry run so the `truncated` key is right and present.
     uint32_t kv_cut = 0;
     if (self->kv_count) {
-        char dummy;
-        s_wbuf_t w = {(uint8_t *) &dummy, 0, 0, false};
-        msgpack_packer dry;
-        msgpack_packer_init (&dry, &w, s_wbuf_write);
+        uint8_t dummy;
+        s_pk_t dry;
+        s_pk_init (&dry, &dummy, 0);
         for (size_t i = 0; i < self->kv_count; i++)
             s_kv_pack (&dry, &self->kv[i], s_kv_limit (&self->kv[i]), &kv_cut);
     }
@@ -538,78 +645,80 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
 
     if (cap > MW_MAX_BODY)
         cap = MW_MAX_BODY;
-    s_wbuf_t w = {out, cap, 0, false};
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &w, s_wbuf_write);
-    msgpack_pack_map (&pk, nkeys);
-    s_pack_str (&pk, "v", 1);
-    msgpack_pack_uint64 (&pk, MW_PROTOCOL_VERSION);
-    s_pack_str (&pk, "type", 4);
-    s_pack_str (&pk, self->type, type_len);
-    s_pack_str (&pk, "ts", 2);
-    msgpack_pack_uint64 (&pk, self->ts);
-    s_pack_str (&pk, "sid", 3);
-    msgpack_pack_uint64 (&pk, self->sid);
-    s_pack_str (&pk, "seq", 3);
-    msgpack_pack_uint64 (&pk, self->seq);
+    s_pk_t pk;
+    s_pk_init (&pk, out, cap);
+    s_pk_container (&pk, 0x80, 0xde, nkeys);
+    s_pk_str (&pk, "v", 1);
+    s_pk_uint (&pk, MW_PROTOCOL_VERSION);
+    s_pk_str (&pk, "type", 4);
+    s_pk_str (&pk, self->type, type_len);
+    s_pk_str (&pk, "ts", 2);
+    s_pk_uint (&pk, self->ts);
+    s_pk_str (&pk, "sid", 3);
+    s_pk_uint (&pk, self->sid);
+    s_pk_str (&pk, "seq", 3);
+    s_pk_uint (&pk, self->seq);
     if (self->has & MW_HAS_ID) {
-        s_pack_str (&pk, "id", 2);
-        msgpack_pack_uint64 (&pk, self->id);
+        s_pk_str (&pk, "id", 2);
+        s_pk_uint (&pk, self->id);
     }
     if (self->has & MW_HAS_BROKER_TS) {
-        s_pack_str (&pk, "broker_ts", 9);
-        msgpack_pack_uint64 (&pk, self->broker_ts);
+        s_pk_str (&pk, "broker_ts", 9);
+        s_pk_uint (&pk, self->broker_ts);
     }
     for (int k = 0; k < MW_STR_COUNT; k++) {
         if (!self->str[k].ptr)
             continue;
+        //  Key names are short: a fixstr header and the name, one copy.
         const char *name = s_str_key_names[k];
-        s_pack_str (&pk, name, strlen (name));
-        s_pack_str (&pk, self->str[k].ptr, eff[k]);
+        size_t name_len = s_str_key_lens[k];
+        uint8_t *p = s_pk_need (&pk, 1 + name_len);
+        if (p) {
+            p[0] = (uint8_t) (0xa0 | name_len);
+            memcpy (p + 1, name, name_len);
+        }
+        s_pk_str (&pk, self->str[k].ptr, eff[k]);
     }
     if (self->has & MW_HAS_TIMEOUT_MS) {
-        s_pack_str (&pk, "timeout_ms", 10);
-        msgpack_pack_uint64 (&pk, self->timeout_ms);
+        s_pk_str (&pk, "timeout_ms", 10);
+        s_pk_uint (&pk, self->timeout_ms);
     }
     if (self->has & MW_HAS_ACTION_COUNT) {
-        s_pack_str (&pk, "action_count", 12);
-        msgpack_pack_uint64 (&pk, self->action_count);
+        s_pk_str (&pk, "action_count", 12);
+        s_pk_uint (&pk, self->action_count);
     }
     if (self->has & MW_HAS_SUCCESS) {
-        s_pack_str (&pk, "success", 7);
-        if (self->success)
-            msgpack_pack_true (&pk);
-        else
-            msgpack_pack_false (&pk);
+        s_pk_str (&pk, "success", 7);
+        s_pk_bool (&pk, self->success);
     }
     if (self->has & MW_HAS_RESPONSE_TIME) {
-        s_pack_str (&pk, "response_time", 13);
-        msgpack_pack_double (&pk, self->response_time);
+        s_pk_str (&pk, "response_time", 13);
+        s_pk_double (&pk, self->response_time);
     }
     if (self->has & MW_HAS_SCORE) {
-        s_pack_str (&pk, "score", 5);
-        msgpack_pack_double (&pk, self->score);
+        s_pk_str (&pk, "score", 5);
+        s_pk_double (&pk, self->score);
     }
     if (self->has & MW_HAS_EXECUTION_TIME) {
-        s_pack_str (&pk, "execution_time", 14);
-        msgpack_pack_double (&pk, self->execution_time);
+        s_pk_str (&pk, "execution_time", 14);
+        s_pk_double (&pk, self->execution_time);
     }
     if (truncated) {
-        s_pack_str (&pk, "truncated", 9);
-        msgpack_pack_uint32 (&pk, truncated);
+        s_pk_str (&pk, "truncated", 9);
+        s_pk_uint (&pk, truncated);
     }
     if (self->extra_len)
-        s_wbuf_write (&w, (const char *) self->extra, self->extra_len);
+        s_pk_raw (&pk, self->extra, self->extra_len);
     uint32_t unused = 0;
     for (size_t i = 0; i < self->kv_count; i++) {
         const mw_kv_t *kv = &self->kv[i];
         size_t klen = strlen (kv->key);
-        s_pack_str (&pk, kv->key, klen);
+        s_pk_str (&pk, kv->key, klen);
         s_kv_pack (&pk, kv, s_kv_limit (kv), &unused);
     }
-    if (w.overflow)
+    if (pk.overflow)
         return MW_ERR_TOO_LARGE;
-    *len_p = w.len;
+    *len_p = (size_t) (pk.p - pk.start);
     if (truncated_p)
         *truncated_p = cut + kv_cut;
     return MW_OK;
@@ -1269,19 +1378,18 @@ mw_event_copy (mw_event_t *dst, const mw_event_t *src)
         kvbuf = (uint8_t *) malloc (MW_MAX_BODY);
         if (!kvbuf)
             return -1;
-        s_wbuf_t w = {kvbuf, MW_MAX_BODY, 0, false};
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &w, s_wbuf_write);
+        s_pk_t pk;
+        s_pk_init (&pk, kvbuf, MW_MAX_BODY);
         for (size_t i = 0; i < src->kv_count; i++) {
             const mw_kv_t *kv = &src->kv[i];
-            s_pack_str (&pk, kv->key, strlen (kv->key));
+            s_pk_str (&pk, kv->key, strlen (kv->key));
             s_kv_pack (&pk, kv, s_kv_limit (kv), &kv_cut);
         }
-        if (w.overflow) {
+        if (pk.overflow) {
             free (kvbuf);
             return -1;
         }
-        kv_len = w.len;
+        kv_len = (size_t) (pk.p - pk.start);
     }
     size_t need = src->extra_len + kv_len + 1;
     for (int k = 0; k < MW_STR_COUNT; k++)

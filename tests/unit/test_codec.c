@@ -1603,6 +1603,96 @@ test_copy_of_decoded_plus_kv (void **state)
     fs_free (&fs);
 }
 
+//  The encoder writes msgpack bytes itself (for speed); it must write what
+//  msgpack-c's packer writes for the same values, at every format boundary.
+static void
+test_encoder_bytes_match_msgpack_c (void **state)
+{
+    (void) state;
+    static const uint64_t uints[] = {0, 1, 127, 128, 255, 256, 65535, 65536,
+                                     4294967295ull, 4294967296ull, UINT64_MAX};
+    static const int64_t ints[] = {-1, -32, -33, -128, -129, -32768, -32769,
+                                   INT32_MIN, (int64_t) INT32_MIN - 1, INT64_MIN};
+    static const size_t str_lens[] = {0, 31, 32, 255, 256, 4096};
+    static const size_t list_lens[] = {0, 15, 16, 40};
+    static char text[4097];
+    memset (text, 'x', sizeof (text) - 1);
+    mw_kv_t items[40];
+    for (size_t i = 0; i < 40; i++)
+        items[i] = (mw_kv_t){.key = "k", .kind = MW_KV_BOOL, .val.b = i % 2};
+
+    //  One custom kv per case: the body ends with key + value, which we
+    //  compare with msgpack-c's packing of the same pair.
+    for (int c = 0; c < 64; c++) {
+        mw_kv_t kv = {.key = "custom"};
+        mp_t want;
+        mp_init (&want);
+        msgpack_pack_str (&want.pk, 6);
+        msgpack_pack_str_body (&want.pk, "custom", 6);
+        size_t nu = sizeof (uints) / sizeof (uints[0]), ni = sizeof (ints) / sizeof (ints[0]);
+        size_t ns = sizeof (str_lens) / sizeof (str_lens[0]);
+        size_t nl = sizeof (list_lens) / sizeof (list_lens[0]);
+        size_t i = (size_t) c;
+        if (i < nu) {
+            kv.kind = MW_KV_UINT, kv.val.u = uints[i];
+            msgpack_pack_uint64 (&want.pk, uints[i]);
+        }
+        else if ((i -= nu) < ni) {
+            kv.kind = MW_KV_INT, kv.val.i = ints[i];
+            msgpack_pack_int64 (&want.pk, ints[i]);
+        }
+        else if ((i -= ni) < ns) {
+            kv.kind = MW_KV_STR, kv.val.s.ptr = text, kv.val.s.len = str_lens[i];
+            msgpack_pack_str (&want.pk, str_lens[i]);
+            msgpack_pack_str_body (&want.pk, text, str_lens[i]);
+        }
+        else if ((i -= ns) < 2 * nl) {
+            bool map = i < nl;
+            size_t n = list_lens[i % nl];
+            kv.kind = map ? MW_KV_MAP : MW_KV_ARRAY;
+            kv.val.list.items = items, kv.val.list.count = n;
+            if (map)
+                msgpack_pack_map (&want.pk, n);
+            else
+                msgpack_pack_array (&want.pk, n);
+            for (size_t j = 0; j < n; j++) {
+                if (map) {
+                    msgpack_pack_str (&want.pk, 1);
+                    msgpack_pack_str_body (&want.pk, "k", 1);
+                }
+                if (j % 2)
+                    msgpack_pack_true (&want.pk);
+                else
+                    msgpack_pack_false (&want.pk);
+            }
+        }
+        else if ((i -= 2 * nl) < 4) {
+            static const double ds[] = {0.0, -1.5, 1e300, 3.25};
+            kv.kind = MW_KV_DOUBLE, kv.val.d = ds[i];
+            msgpack_pack_double (&want.pk, ds[i]);
+        }
+        else if (i == 4) {
+            kv.kind = MW_KV_NIL;
+            msgpack_pack_nil (&want.pk);
+        }
+        else {
+            mp_free (&want);
+            break;
+        }
+        mw_event_t ev;
+        assert_int_equal (mw_event_init_named (&ev, "bytes_check"), 0);
+        mw_event_set_str (&ev, MW_K_MINER, "m");
+        ev.kv = &kv;
+        ev.kv_count = 1;
+        static uint8_t out[MW_MAX_BODY];
+        size_t len = 0;
+        assert_int_equal (mw_event_encode (&ev, out, sizeof (out), &len, NULL), MW_OK);
+        assert_true (len >= want.sb.size);
+        assert_memory_equal (out + len - want.sb.size, want.sb.data, want.sb.size);
+        mp_free (&want);
+    }
+}
+
 int
 main (void)
 {
@@ -1630,6 +1720,7 @@ main (void)
         cmocka_unit_test (test_copy_of_decoded),
         cmocka_unit_test (test_copy_of_built),
         cmocka_unit_test (test_copy_of_decoded_plus_kv),
+        cmocka_unit_test (test_encoder_bytes_match_msgpack_c),
     };
     return cmocka_run_group_tests_name ("codec", tests, NULL, NULL);
 }
