@@ -13,8 +13,8 @@
 #error "MW_CLI_VERSION must be defined by the build (see cli/CMakeLists.txt)"
 #endif
 
-static const mw_cli_command_t *s_commands[] = {&mw_cmd_tail, &mw_cmd_publish, &mw_cmd_simulate,
-                                               NULL};
+static const mw_cli_command_t *s_commands[] = {&mw_cmd_tail,   &mw_cmd_publish, &mw_cmd_simulate,
+                                               &mw_cmd_status, &mw_cmd_keygen,  NULL};
 
 static const mw_cli_command_t *
 s_find (const char *name)
