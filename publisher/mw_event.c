@@ -1150,7 +1150,8 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
         if (key.len == 0 || key.len > MW_MAX_KEY)
             return s_fail (errbuf, errbuf_size, MW_ERR_KEY,
                            "key #%u has %u bytes, expected 1 to %d", i + 1, key.len, MW_MAX_KEY);
-        const char *kname = s_printable (key.ptr, key.len, name, sizeof (name));
+        //  The key's printable name, made only when a message needs it.
+#define kname s_printable (key.ptr, key.len, name, sizeof (name))
         int k = s_key_lookup ((const char *) key.ptr, key.len);
         if (k < 0) {
             //  A custom key: check the value's structure, keep the raw pair.
@@ -1285,6 +1286,7 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
                 break;
         }
     }
+#undef kname
     if (rd.p != rd.end)
         return s_fail (errbuf, errbuf_size, MW_ERR_TRAILING,
                        "%zu bytes after the event map", (size_t) (rd.end - rd.p));
