@@ -886,6 +886,12 @@ s_kv_value (mw_buf_t *buf, const mw_kv_t *kv, int depth)
 int
 mw_json_event (mw_buf_t *buf, const mw_event_t *ev)
 {
+    return mw_json_event_ex (buf, ev, 0);
+}
+
+int
+mw_json_event_ex (mw_buf_t *buf, const mw_event_t *ev, unsigned flags)
+{
     assert (buf);
     assert (ev);
     size_t start = buf->len;
@@ -910,7 +916,13 @@ mw_json_event (mw_buf_t *buf, const mw_event_t *ev)
         mw_json_string (buf, miner->ptr, miner->len);
     }
     s_key (buf, "sid");
-    s_put_u64 (buf, ev->sid);
+    if (flags & MW_JSON_SID_STRING) {
+        mw_buf_putc (buf, '"');
+        s_put_u64 (buf, ev->sid);
+        mw_buf_putc (buf, '"');
+    }
+    else
+        s_put_u64 (buf, ev->sid);
     s_key (buf, "seq");
     s_put_u64 (buf, ev->seq);
     if (ev->has & MW_HAS_ID) {

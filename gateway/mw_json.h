@@ -94,6 +94,16 @@ void mw_buf_truncate (mw_buf_t *self, size_t len);
 //  set: reset the buffer before reusing it).
 int mw_json_event (mw_buf_t *buf, const mw_event_t *ev);
 
+//  Flags of mw_json_event_ex.
+//  MW_JSON_SID_STRING: write `sid` as a JSON string of its decimal digits
+//  ("sid":"12345678901234567890"), so that JavaScript, which reads numbers
+//  as doubles, keeps all 64 bits. The gateway's HTTP API uses it.
+#define MW_JSON_SID_STRING 0x1u
+
+//  mw_json_event with flags (MW_JSON_*); mw_json_event is flags = 0.
+//  Return 0, or -1 as mw_json_event.
+int mw_json_event_ex (mw_buf_t *buf, const mw_event_t *ev, unsigned flags);
+
 //  Append the JSON of the one msgpack value at data (len bytes available).
 //  Return 0 and the value's encoded size in *used_p (if not NULL), or -1 if
 //  the value is malformed, truncated, nests more than MW_JSON_MAX_DEPTH, or
