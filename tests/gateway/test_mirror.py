@@ -16,8 +16,10 @@ Cases:
 import argparse
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -182,8 +184,34 @@ def case_two_gateways():
         p.stop()
 
 
+def fixed_ports(count):
+    """Free loopback ports below the kernel's ephemeral range.
+
+    The link case restarts the broker on the same ports; a port the kernel
+    hands out for `:*` binds could be taken by a test running in parallel
+    in the seconds between, so we pick from below that range instead."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    rng = random.Random(os.getpid())
+    ports = []
+    for _ in range(1000):
+        if len(ports) == count:
+            break
+        port = rng.randrange(20000, max(20001, min(low, 32768)))
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    check(len(ports) == count, "no free ports below %d" % low)
+    return ports
+
+
 def case_link():
-    b = broker()
+    b = broker(fixed_ports(3))
     g = gateway(b)
     h = wait_health(g, lambda h: h["broker"] == "up", "up")
     first_epoch = h["epoch"]
