@@ -85,17 +85,16 @@ typedef struct {
     const char *miner;
     double wait;
     bool verbose;
+    mw_cli_curve_t curve;
 } s_opts_t;
 
 enum { S_OPT_WAIT = 256 };
 
-static const struct option s_options[] = {{"endpoint", required_argument, NULL, 'e'},
-                                          {"type", required_argument, NULL, 't'},
-                                          {"miner", required_argument, NULL, 'm'},
-                                          {"wait", required_argument, NULL, 'w'},
-                                          {"verbose", no_argument, NULL, 'v'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+static const struct option s_options[] = {
+    {"endpoint", required_argument, NULL, 'e'}, {"type", required_argument, NULL, 't'},
+    {"miner", required_argument, NULL, 'm'},    {"wait", required_argument, NULL, 'w'},
+    {"verbose", no_argument, NULL, 'v'},        MW_CLI_CURVE_OPTIONS,
+    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
 
 static void
 s_help (FILE *out)
@@ -114,7 +113,7 @@ s_help (FILE *out)
              "                       once (default: 2)\n"
              "  -v, --verbose        print what was sent (default: print nothing on success)\n"
              "  -h, --help           show this help and exit\n"
-             "\n"
+             "\n" MW_CLI_CURVE_HELP "\n"
              "Values. Keys of the protocol take their protocol type: prompt=123 is a string,\n"
              "timeout_ms and action_count are whole numbers, success is true or false,\n"
              "response_time, score and execution_time are numbers. Other keys are inferred:\n"
@@ -464,6 +463,10 @@ s_parse (s_opts_t *opts, int argc, char **argv)
             case 'v':
                 opts->verbose = true;
                 break;
+            case MW_CLI_OPT_SERVER_KEY:
+            case MW_CLI_OPT_CLIENT_CERT:
+                mw_cli_curve_option (&opts->curve, c, optarg);
+                break;
             case 'h':
                 s_help (stdout);
                 return -1;
@@ -484,7 +487,7 @@ s_parse (s_opts_t *opts, int argc, char **argv)
     if (opts->miner && (!*opts->miner || strlen (opts->miner) > MW_MAX_MINER))
         return mw_cli_usage (S_NAME, "invalid --miner '%s': expected 1 to %d bytes", opts->miner,
                              MW_MAX_MINER);
-    return 0;
+    return mw_cli_curve_check (S_NAME, &opts->curve);
 }
 
 static int
@@ -541,7 +544,15 @@ s_run (int argc, char **argv)
     }
 
     rc = MW_CLI_FAILED;
-    pub = mw_publisher_new (opts.endpoint, opts.miner);
+    //  Read the key files here first, so that an error names the option.
+    char curve_err[640];
+    if (mw_cli_curve_client (NULL, &opts.curve, curve_err, sizeof (curve_err)) != 0) {
+        fprintf (stderr, "minerwatch publish: %s\n", curve_err);
+        goto done;
+    }
+    pub = mw_publisher_new_curve (opts.endpoint, opts.miner, MW_PUBLISHER_SNDHWM,
+                                  MW_PUBLISHER_LINGER_MS, opts.curve.server_key,
+                                  opts.curve.client_cert);
     if (!pub)
         goto done; //  the library said why
     if (opts.wait > 0) {
@@ -558,8 +569,12 @@ s_run (int argc, char **argv)
             if (!mw_cli_interrupted)
                 fprintf (stderr,
                          "minerwatch publish: no subscriber on %s after %g s: is the broker or "
-                         "`minerwatch tail` running?\n",
-                         opts.endpoint, opts.wait);
+                         "`minerwatch tail` running?%s\n",
+                         opts.endpoint, opts.wait,
+                         mw_publisher_connections (pub) == 0 && opts.curve.server_key
+                             ? " (no CURVE handshake completed: is --curve-server-key the "
+                               "broker's public key, and is this client allowed?)"
+                             : "");
             goto done;
         }
     }

@@ -45,8 +45,7 @@ typedef struct {
     uint64_t events;
     uint64_t width; //  0: the terminal's
     mw_color_mode_t color_mode;
-    const char *server_key;  //  Z85 text or a certificate file
-    const char *client_cert; //  zcert secret file; NULL: an ephemeral key pair
+    mw_cli_curve_t curve;
 } s_opts_t;
 
 //  What "$snap_end" says.
@@ -69,28 +68,18 @@ typedef struct {
     mw_buf_t scratch;
 } s_status_t;
 
-enum {
-    S_OPT_COLOR = 256,
-    S_OPT_TIMEOUT,
-    S_OPT_TASKS,
-    S_OPT_EVENTS,
-    S_OPT_WIDTH,
-    S_OPT_SERVER_KEY,
-    S_OPT_CLIENT_CERT
-};
+enum { S_OPT_COLOR = 256, S_OPT_TIMEOUT, S_OPT_TASKS, S_OPT_EVENTS, S_OPT_WIDTH };
 
-static const struct option s_options[] = {
-    {"json", no_argument, NULL, 'j'},
-    {"watch", no_argument, NULL, 'w'},
-    {"timeout", required_argument, NULL, S_OPT_TIMEOUT},
-    {"tasks", required_argument, NULL, S_OPT_TASKS},
-    {"events", required_argument, NULL, S_OPT_EVENTS},
-    {"width", required_argument, NULL, S_OPT_WIDTH},
-    {"color", required_argument, NULL, S_OPT_COLOR},
-    {"curve-server-key", required_argument, NULL, S_OPT_SERVER_KEY},
-    {"curve-client-cert", required_argument, NULL, S_OPT_CLIENT_CERT},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+static const struct option s_options[] = {{"json", no_argument, NULL, 'j'},
+                                          {"watch", no_argument, NULL, 'w'},
+                                          {"timeout", required_argument, NULL, S_OPT_TIMEOUT},
+                                          {"tasks", required_argument, NULL, S_OPT_TASKS},
+                                          {"events", required_argument, NULL, S_OPT_EVENTS},
+                                          {"width", required_argument, NULL, S_OPT_WIDTH},
+                                          {"color", required_argument, NULL, S_OPT_COLOR},
+                                          MW_CLI_CURVE_OPTIONS,
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
 
 static void
 s_help (FILE *out)
@@ -115,14 +104,8 @@ s_help (FILE *out)
              "      --width N               panel width in columns (default: the terminal's,\n"
              "                              80 when not a terminal)\n"
              "      --color=WHEN            auto, always or never (default auto)\n"
-             "      --curve-server-key KEY  the broker's CURVE public key: 40 characters of\n"
-             "                              Z85, or its certificate file (the one `minerwatch\n"
-             "                              keygen` wrote without the _secret suffix)\n"
-             "      --curve-client-cert F   this client's key pair (a zcert secret file), for a\n"
-             "                              broker that lists its clients; default: a new\n"
-             "                              key pair each run\n"
              "  -h, --help                  show this help and exit\n"
-             "\n"
+             "\n" MW_CLI_CURVE_HELP "\n"
              "Exit code 0, or 1 if the broker does not answer within the timeout (with\n"
              "--watch, the error is shown and the fetch retried).\n"
              "\n"
@@ -174,11 +157,9 @@ s_parse (s_opts_t *opts, int argc, char **argv)
                     return mw_cli_usage (
                         S_NAME, "invalid --color '%s': expected auto, always or never", optarg);
                 break;
-            case S_OPT_SERVER_KEY:
-                opts->server_key = optarg;
-                break;
-            case S_OPT_CLIENT_CERT:
-                opts->client_cert = optarg;
+            case MW_CLI_OPT_SERVER_KEY:
+            case MW_CLI_OPT_CLIENT_CERT:
+                mw_cli_curve_option (&opts->curve, c, optarg);
                 break;
             case 'h':
                 s_help (stdout);
@@ -194,74 +175,7 @@ s_parse (s_opts_t *opts, int argc, char **argv)
     const char *why;
     if (mw_cli_check_endpoints (opts->endpoint, &why) != 0)
         return mw_cli_usage (S_NAME, "invalid ENDPOINT '%s': %s", opts->endpoint, why);
-    if (opts->client_cert && !opts->server_key)
-        return mw_cli_usage (S_NAME, "--curve-client-cert needs --curve-server-key");
-    return 0;
-}
-
-//  --------------------------------------------------------------------------
-//  CURVE client setup
-
-//  Read the server's public key: 40 characters of Z85, or a zcert file.
-//  Return 0 and the key in key (32 bytes), or -1 with a message.
-static int
-s_server_key (const char *text, uint8_t *key, char *err, size_t err_size)
-{
-    if (strlen (text) == 40 && zmq_z85_decode (key, text))
-        return 0;
-    if (access (text, R_OK) == 0) {
-        zcert_t *cert = zcert_load (text);
-        if (cert) {
-            memcpy (key, zcert_public_key (cert), 32);
-            zcert_destroy (&cert);
-            return 0;
-        }
-        snprintf (err, err_size,
-                  "--curve-server-key %s: not a certificate file (expected the public file "
-                  "that `minerwatch keygen` wrote)",
-                  text);
-        return -1;
-    }
-    snprintf (err, err_size,
-              "--curve-server-key '%s': neither a 40-character Z85 key nor a readable "
-              "certificate file",
-              text);
-    return -1;
-}
-
-//  Make sock a CURVE client of the server key, with the key pair of
-//  cert_file (a zcert secret file) or a new one. Return 0, or -1 with a
-//  message.
-static int
-s_curve_client (zsock_t *sock, const char *server_key, const char *cert_file, char *err,
-                size_t err_size)
-{
-    uint8_t key[32];
-    if (s_server_key (server_key, key, err, err_size))
-        return -1;
-    zcert_t *cert = NULL;
-    if (cert_file) {
-        cert = access (cert_file, R_OK) == 0 ? zcert_load (cert_file) : NULL;
-        static const uint8_t zero[32] = {0};
-        if (!cert || memcmp (zcert_secret_key (cert), zero, 32) == 0) {
-            snprintf (err, err_size,
-                      "--curve-client-cert %s: not a readable secret certificate (give the "
-                      "_secret file `minerwatch keygen` wrote)",
-                      cert_file);
-            zcert_destroy (&cert);
-            return -1;
-        }
-    }
-    else
-        cert = zcert_new ();
-    if (!cert) {
-        snprintf (err, err_size, "cannot make a CURVE key pair");
-        return -1;
-    }
-    zcert_apply (cert, sock);
-    zsock_set_curve_serverkey_bin (sock, key);
-    zcert_destroy (&cert);
-    return 0;
+    return mw_cli_curve_check (S_NAME, &opts->curve);
 }
 
 //  --------------------------------------------------------------------------
@@ -381,8 +295,7 @@ s_connect (s_status_t *self, char *err, size_t err_size)
     }
     zsock_set_linger (self->dealer, 0);
     zsock_set_maxmsgsize (self->dealer, 1024 * 1024); //  a chunk is 64 KiB
-    if (self->opts.server_key &&
-        s_curve_client (self->dealer, self->opts.server_key, self->opts.client_cert, err, err_size))
+    if (mw_cli_curve_client (zsock_resolve (self->dealer), &self->opts.curve, err, err_size))
         return -1;
     const char *ep = self->opts.endpoint;
     int rc = *ep == '@' ? zsock_bind (self->dealer, "%s", ep + 1)
@@ -424,7 +337,7 @@ s_fetch (s_status_t *self, s_snap_info_t *info, char *err, size_t err_size)
             snprintf (err, err_size,
                       "no answer from %s after %g s: is minerwatch-broker running?%s",
                       self->opts.endpoint, self->opts.timeout,
-                      self->opts.server_key ? " (or is the CURVE key wrong?)" : "");
+                      self->opts.curve.server_key ? " (or is the CURVE key wrong?)" : "");
             goto fail;
         }
         zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};

@@ -12,6 +12,12 @@
     Sequence numbers are checked per publisher session (sid) when no --type
     filter hides events: a jump is reported as events missing, since
     nothing should be lost silently.
+
+    With --curve-server-key the SUB is a CURVE client of a broker started
+    with --curve-secret. A socket monitor watches the handshakes, so that a
+    tail that shows nothing because of a wrong key, an unlisted client key
+    or CURVE on one side only says so on stderr (once per reason, until a
+    handshake succeeds) instead of waiting in silence.
 */
 #include "mw_cli.h"
 #include "mw_event.h"
@@ -43,6 +49,7 @@ typedef struct {
     const char *task;
     uint64_t count; //  0: no limit
     double timeout; //  seconds; 0: no limit
+    mw_cli_curve_t curve;
 } s_opts_t;
 
 typedef struct {
@@ -60,6 +67,7 @@ typedef struct {
     mw_event_t ev;
     mw_buf_t line;
     mw_buf_t scratch;
+    unsigned hs_told; //  handshake failure reasons already reported (s_hs_*)
 } s_tail_t;
 
 enum { S_OPT_COLOR = 256, S_OPT_TASK, S_OPT_TIMEOUT };
@@ -71,6 +79,7 @@ static const struct option s_options[] = {{"json", no_argument, NULL, 'j'},
                                           {"task", required_argument, NULL, S_OPT_TASK},
                                           {"count", required_argument, NULL, 'n'},
                                           {"timeout", required_argument, NULL, S_OPT_TIMEOUT},
+                                          MW_CLI_CURVE_OPTIONS,
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
 
@@ -99,7 +108,7 @@ s_help (FILE *out)
              "  -n, --count N        exit after N events are shown (default: 0, no limit)\n"
              "      --timeout S      exit after S seconds, e.g. 2.5 (default: 0, no limit)\n"
              "  -h, --help           show this help and exit\n"
-             "\n"
+             "\n" MW_CLI_CURVE_HELP "\n"
              "Malformed messages (wrong number of frames, undecodable bodies) are reported on\n"
              "stderr with the decoder's reason and skipped. Sequence gaps of a publisher\n"
              "session are reported as events missing (unless --type hides some events).\n"
@@ -109,7 +118,8 @@ s_help (FILE *out)
              "Examples:\n"
              "  minerwatch tail @tcp://127.0.0.1:7710\n"
              "  minerwatch tail --type task_ --miner miner-1 '>tcp://127.0.0.1:7711'\n"
-             "  minerwatch tail --json --count 100 @tcp://127.0.0.1:7710 > events.ndjson\n");
+             "  minerwatch tail --json --count 100 @tcp://127.0.0.1:7710 > events.ndjson\n"
+             "  minerwatch tail --curve-server-key broker.cert '>tcp://broker.example:7711'\n");
 }
 
 //  --------------------------------------------------------------------------
@@ -168,6 +178,10 @@ s_parse (s_opts_t *opts, int argc, char **argv)
                                          "(0 for no limit)",
                                          optarg);
                 break;
+            case MW_CLI_OPT_SERVER_KEY:
+            case MW_CLI_OPT_CLIENT_CERT:
+                mw_cli_curve_option (&opts->curve, c, optarg);
+                break;
             case 'h':
                 s_help (stdout);
                 return -1;
@@ -183,7 +197,7 @@ s_parse (s_opts_t *opts, int argc, char **argv)
     const char *why;
     if (mw_cli_check_endpoints (opts->endpoint, &why) != 0)
         return mw_cli_usage (S_NAME, "invalid ENDPOINT '%s': %s", opts->endpoint, why);
-    return 0;
+    return mw_cli_curve_check (S_NAME, &opts->curve);
 }
 
 //  --------------------------------------------------------------------------
@@ -723,6 +737,84 @@ s_drain (s_tail_t *self, void *handle)
         self->stop = true;
 }
 
+//  --------------------------------------------------------------------------
+//  Handshakes
+
+//  Reasons a handshake fails, as bits of s_tail_t.hs_told.
+enum { S_HS_CLOSED = 1, S_HS_REFUSED = 2, S_HS_MECHANISM = 4, S_HS_PROTOCOL = 8 };
+
+//  Read the monitor's events; report each kind of handshake failure once,
+//  and again after a handshake succeeded in between.
+static void
+s_monitor_read (s_tail_t *self, void *monitor)
+{
+    bool curve = self->opts.curve.server_key != NULL;
+    while (true) {
+        uint8_t head[6]; //  uint16 event, uint32 value (monitor format v1)
+        int size = zmq_recv (monitor, head, sizeof (head), ZMQ_DONTWAIT);
+        if (size < 0)
+            break;
+        char endpoint[256];
+        int len = zmq_recv (monitor, endpoint, sizeof (endpoint) - 1, ZMQ_DONTWAIT);
+        if (size < (int) sizeof (head) || len < 0)
+            continue;
+        endpoint[len < (int) sizeof (endpoint) - 1 ? len : (int) sizeof (endpoint) - 1] = 0;
+        uint16_t event;
+        uint32_t value;
+        memcpy (&event, head, sizeof (event));
+        memcpy (&value, head + 2, sizeof (value));
+        unsigned kind = 0;
+        char why[256];
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            self->hs_told = 0;
+            continue;
+        }
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            kind = S_HS_REFUSED;
+            snprintf (why, sizeof (why),
+                      "the broker refused this client's key (status %u): its public "
+                      "certificate must be in the broker's --curve-clients directory, and its "
+                      "key pair given with --curve-client-cert",
+                      (unsigned) value);
+        }
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                 value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            kind = S_HS_MECHANISM;
+            snprintf (why, sizeof (why), "%s",
+                      curve ? "the other side does not use CURVE (a broker without "
+                              "--curve-secret?): leave out --curve-server-key"
+                            : "the other side uses CURVE (a broker with --curve-secret): give "
+                              "its public key with --curve-server-key");
+        }
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            kind = S_HS_PROTOCOL;
+            snprintf (why, sizeof (why), "a ZeroMQ protocol error (0x%08x) in the handshake",
+                      (unsigned) value);
+        }
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            kind = S_HS_CLOSED;
+            if (curve)
+                snprintf (why, sizeof (why),
+                          "the other side closed the connection during the CURVE handshake: "
+                          "is --curve-server-key the broker's public key?");
+            else
+                snprintf (why, sizeof (why),
+                          "the other side ended the handshake (%s): if it is a broker with "
+                          "--curve-secret, give its public key with --curve-server-key",
+                          strerror ((int) value));
+        }
+        else
+            continue;
+        if (self->hs_told & kind)
+            continue;
+        self->hs_told |= kind;
+        mw_buf_reset (&self->scratch);
+        mw_cli_term_text (&self->scratch, endpoint, strlen (endpoint), 120);
+        fprintf (stderr, "minerwatch tail: no connection with %s: %s (retrying)\n",
+                 self->scratch.data ? self->scratch.data : "?", why);
+    }
+}
+
 static int
 s_run (int argc, char **argv)
 {
@@ -740,6 +832,7 @@ s_run (int argc, char **argv)
     tzset ();
 
     rc = MW_CLI_FAILED;
+    zsock_t *monitor = NULL;
     zsock_t *sock = zsock_new (ZMQ_SUB);
     if (!sock) {
         fprintf (stderr, "minerwatch tail: cannot create a socket: %s\n",
@@ -747,6 +840,25 @@ s_run (int argc, char **argv)
         goto done;
     }
     zsock_set_rcvhwm (sock, S_RCVHWM);
+    char curve_err[640];
+    if (mw_cli_curve_client (zsock_resolve (sock), &self->opts.curve, curve_err,
+                             sizeof (curve_err)) != 0) {
+        fprintf (stderr, "minerwatch tail: %s\n", curve_err);
+        goto done;
+    }
+    //  The monitor exists before the first connection, so that it sees all.
+    char monitor_ep[64];
+    snprintf (monitor_ep, sizeof (monitor_ep), "inproc://minerwatch-tail-monitor-%p",
+              (void *) self);
+    if (zmq_socket_monitor (zsock_resolve (sock), monitor_ep,
+                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
+        !(monitor = zsock_new (ZMQ_PAIR)) || zsock_connect (monitor, "%s", monitor_ep) != 0) {
+        fprintf (stderr, "minerwatch tail: cannot monitor the socket: %s\n",
+                 zmq_strerror (zmq_errno ()));
+        goto done;
+    }
     if (self->opts.type_count == 0)
         zsock_set_subscribe (sock, "");
     for (size_t i = 0; i < self->opts.type_count; i++)
@@ -771,13 +883,16 @@ s_run (int argc, char **argv)
             if (left * 1000 < wait_ms)
                 wait_ms = (long) (left * 1000) + 1;
         }
-        zmq_pollitem_t item = {handle, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll (&item, 1, wait_ms);
+        zmq_pollitem_t items[2] = {{handle, 0, ZMQ_POLLIN, 0},
+                                   {zsock_resolve (monitor), 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll (items, 2, wait_ms);
         if (n < 0 && zmq_errno () != EINTR) {
             fprintf (stderr, "minerwatch tail: cannot receive: %s\n", zmq_strerror (zmq_errno ()));
             goto done;
         }
-        if (n > 0)
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN))
+            s_monitor_read (self, zsock_resolve (monitor));
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain (self, handle);
     }
     rc = MW_CLI_OK;
@@ -790,6 +905,9 @@ done:
                  " malformed, %" PRIu64 " missing\n",
                  self->shown, self->shown == 1 ? "" : "s", self->filtered, self->malformed,
                  self->missing);
+    if (sock)
+        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
+    zsock_destroy (&monitor);
     zsock_destroy (&sock);
     mw_event_release (&self->ev);
     mw_buf_release (&self->line);

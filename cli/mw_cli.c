@@ -1,6 +1,7 @@
 /*  mw_cli.c - helpers shared by the minerwatch commands (see mw_cli.h).
 */
 #include "mw_cli.h"
+#include "mw_curve.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -147,6 +148,52 @@ mw_cli_check_endpoints (const char *endpoints, const char **why_p)
     if (why_p)
         *why_p = why;
     return why ? -1 : 0;
+}
+
+void
+mw_cli_curve_option (mw_cli_curve_t *curve, int c, const char *value)
+{
+    if (c == MW_CLI_OPT_SERVER_KEY)
+        curve->server_key = value;
+    else if (c == MW_CLI_OPT_CLIENT_CERT)
+        curve->client_cert = value;
+}
+
+int
+mw_cli_curve_check (const char *cmd, const mw_cli_curve_t *curve)
+{
+    if (curve->server_key && !*curve->server_key)
+        return mw_cli_usage (cmd, "invalid --curve-server-key '': expected the broker's public "
+                                  "key (40 characters of Z85) or its certificate file");
+    if (curve->client_cert && !*curve->client_cert)
+        return mw_cli_usage (cmd, "invalid --curve-client-cert '': expected a _secret "
+                                  "certificate file");
+    if (curve->client_cert && !curve->server_key)
+        return mw_cli_usage (cmd, "--curve-client-cert needs --curve-server-key");
+    return 0;
+}
+
+int
+mw_cli_curve_client (void *socket, const mw_cli_curve_t *curve, char *err, size_t err_size)
+{
+    if (!curve->server_key)
+        return 0;
+    char why[512];
+    uint8_t server_key[MW_CURVE_KEY_BYTES];
+    if (mw_curve_server_key (curve->server_key, server_key, why, sizeof (why)) != 0) {
+        snprintf (err, err_size, "--curve-server-key: %s", why);
+        return -1;
+    }
+    mw_curve_pair_t pair;
+    int rc = curve->client_cert
+                 ? mw_curve_load_secret (curve->client_cert, &pair, why, sizeof (why))
+                 : mw_curve_new_pair (&pair, why, sizeof (why));
+    if (rc != 0)
+        snprintf (err, err_size, "%s%s", curve->client_cert ? "--curve-client-cert: " : "", why);
+    else if (socket)
+        rc = mw_curve_apply (socket, server_key, &pair, err, err_size);
+    explicit_bzero (&pair, sizeof (pair));
+    return rc;
 }
 
 static void

@@ -62,6 +62,52 @@ int mw_cli_parse_double (const char *text, double min, double max, double *value
 //  why (a static string).
 int mw_cli_check_endpoints (const char *endpoints, const char **why_p);
 
+//  CURVE client options, shared by the commands that talk to a broker
+//  started with --curve-secret (status, tail, publish, simulate). A
+//  command puts MW_CLI_CURVE_OPTIONS in its option table, hands the two
+//  option values to mw_cli_curve_option, prints MW_CLI_CURVE_HELP as a
+//  section of its --help, checks with mw_cli_curve_check after parsing, and
+//  calls mw_cli_curve_client on its socket before binding or connecting.
+typedef struct {
+    const char *server_key;  //  Z85 text or a certificate file; NULL: plain TCP
+    const char *client_cert; //  a secret certificate file; NULL: a new key pair each run
+} mw_cli_curve_t;
+
+//  getopt_long values of the two options, above any command's own.
+#define MW_CLI_OPT_SERVER_KEY  0x1100
+#define MW_CLI_OPT_CLIENT_CERT 0x1101
+
+#define MW_CLI_CURVE_OPTIONS                                                                       \
+    {"curve-server-key", required_argument, NULL, MW_CLI_OPT_SERVER_KEY},                          \
+    {                                                                                              \
+        "curve-client-cert", required_argument, NULL, MW_CLI_OPT_CLIENT_CERT                       \
+    }
+
+#define MW_CLI_CURVE_HELP                                                                          \
+    "CURVE, for a broker started with --curve-secret (default: plain TCP):\n"                      \
+    "      --curve-server-key KEY  the broker's public key: 40 characters of Z85,\n"               \
+    "                              or its certificate file (the one `minerwatch\n"                 \
+    "                              keygen` wrote without the _secret suffix)\n"                    \
+    "      --curve-client-cert F   this client's key pair (a _secret certificate\n"                \
+    "                              file), for a broker that lists its clients\n"                   \
+    "                              (--curve-clients); default: a new key pair\n"                   \
+    "                              each run\n"
+
+//  Take the value of MW_CLI_OPT_SERVER_KEY or MW_CLI_OPT_CLIENT_CERT (c).
+void mw_cli_curve_option (mw_cli_curve_t *curve, int c, const char *value);
+
+//  Check the CURVE options after parsing: values not empty, and no client
+//  certificate without a server key. Return 0, or MW_CLI_USAGE with the
+//  message printed for command cmd.
+int mw_cli_curve_check (const char *cmd, const mw_cli_curve_t *curve);
+
+//  Read the keys the options name (files are read here, with the option
+//  and the file in any error) and, if socket is not NULL, make it a CURVE
+//  client (a libzmq socket: zsock_resolve a czmq one), before its bind or
+//  connect. Nothing to do without --curve-server-key. Return 0, or -1 with
+//  a message in err.
+int mw_cli_curve_client (void *socket, const mw_cli_curve_t *curve, char *err, size_t err_size);
+
 //  Set by SIGINT and SIGTERM once mw_cli_catch_signals ran; a second
 //  SIGINT ends the process at once (exit 130). Also ignores SIGPIPE, so a
 //  closed pipe shows up as a write error.

@@ -28,8 +28,45 @@
     nowhere. The monitor's DISCONNECTED event comes first (the io thread
     emits it as soon as the connection fails), so we count live tcp/ipc
     connections and, at zero, drop and count instead.
+
+    Why a housekeeping thread: the monitor's messages queue until we read
+    them, without a bound (see the monitor's setup), and we read them when
+    the miner publishes. A miner idle for hours next to an endpoint whose
+    handshakes keep failing (a wrong CURVE key: libzmq retries every
+    100-200 ms, three events each time) would grow that queue by about
+    9 MB an hour. So a thread of ours wakes once a second and, if no call
+    read them in that second, reads both sockets under the mutex. It costs
+    a busy publisher one uncontended lock a second.
+
+    What counts as live: a connection whose ZMTP handshake completed, not
+    one whose TCP connect succeeded. libzmq 4.3 emits CONNECTED (or
+    ACCEPTED) when the TCP connection is made, HANDSHAKE_SUCCEEDED once the
+    security handshake (NULL or CURVE) is done and the connection can carry
+    messages, and, when the handshake fails (a wrong server key, a client
+    key the broker refuses, a peer that never answers), one
+    HANDSHAKE_FAILED_* event directly followed by DISCONNECTED, from the
+    same call on its io thread. A CURVE publisher with a wrong key thus
+    sees CONNECTED, FAILED, DISCONNECTED about every 100-200 ms, forever:
+    counting CONNECTED would show it connected a part of the time. So a
+    connection is "handshaking" from CONNECTED/ACCEPTED and "live" from
+    HANDSHAKE_SUCCEEDED; a DISCONNECTED right after a FAILED event ends a
+    handshaking one, any other ends a live one. The events carry no
+    connection id (HANDSHAKE_SUCCEEDED's value is 0, not the fd), so this
+    is counting, not matching: exact for libzmq's behaviour above, with
+    one io thread (ours) so that events of two connections never
+    interleave inside that pair. Its blind spots, both with a peer that
+    breaks the protocol while another connection is handshaking or live:
+    a CURVE message that fails to decrypt after the handshake also emits
+    FAILED, so its DISCONNECTED is taken for a handshaking connection's
+    (the live count one too high); a server ERROR whose reason is not a
+    3-digit status emits no FAILED, so its DISCONNECTED is taken for a
+    live connection's (one too low: events dropped and counted). Either
+    lasts until that other connection ends. A peer that speaks only ZMTP
+    1.0/2.0 (libzmq before 4.0, 2013) never reports a completed handshake,
+    so it never counts as live.
 */
 #include "mw_publisher.h"
+#include "mw_curve.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -56,6 +93,10 @@
 //  How long mw_publisher_wait_ready sleeps between two looks, in ms.
 #define MW_WAIT_SLICE_MS 1
 
+//  The housekeeping thread reads what the miner's calls did not, at most
+//  this long after it arrived (ms).
+#define MW_HOUSEKEEPING_MS 1000
+
 //  While someone is subscribed, read subscription messages before every
 //  MW_DRAIN_EVERY-th send, and before any send MW_DRAIN_US after the last
 //  read; while nobody is, before every send. See s_drain_due for why.
@@ -81,9 +122,14 @@ struct _mw_publisher_t {
     size_t sub_untracked;   //  subscriptions that did not fit the table
     void *monitor;          //  our end of the socket monitor (PAIR)
     bool track_connections; //  all endpoints emit connection events
-    int connections;        //  live tcp/ipc connections, from the monitor
+    int connections;        //  live tcp/ipc connections (handshake done), from the monitor
+    int handshaking;        //  connections made whose handshake has not ended yet
+    bool failed_last;       //  the last monitor event was a handshake failure
     uint32_t since_drain;   //  sends since the last s_subs_drain
     uint64_t drain_us;      //  s_now_us of the last s_subs_drain
+    pthread_t housekeeper;  //  reads the sockets of an idle publisher
+    pthread_cond_t wake;    //  (with mutex) ends the housekeeper's wait
+    bool housekeeping;      //  the housekeeper runs; false tells it to stop
     bool more_pending;      //  a topic frame went out without its body
     _Atomic uint64_t sent;  //  counters: written under mutex, read anywhere
     _Atomic uint64_t dropped;
@@ -221,6 +267,43 @@ s_sub_matches (mw_publisher_t *self, const char *topic, size_t topic_len)
     return false;
 }
 
+//  Count one monitor event (see the top of this file for the model).
+static void
+s_connection_event (mw_publisher_t *self, uint16_t event)
+{
+    switch (event) {
+        case ZMQ_EVENT_CONNECTED:
+        case ZMQ_EVENT_ACCEPTED:
+            self->handshaking++;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            if (self->handshaking > 0)
+                self->handshaking--;
+            self->connections++;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            //  The DISCONNECTED that follows says which count to lower.
+            self->failed_last = true;
+            return;
+        case ZMQ_EVENT_DISCONNECTED:
+            //  After a failure, a handshaking connection ended if there is
+            //  one (else a live one failed to decrypt a message); without
+            //  one, a live connection ended if there is one.
+            if (self->failed_last ? self->handshaking > 0 : self->connections <= 0) {
+                if (self->handshaking > 0)
+                    self->handshaking--;
+            }
+            else if (self->connections > 0)
+                self->connections--;
+            break;
+        default:
+            break;
+    }
+    self->failed_last = false;
+}
+
 //  Read every pending (un)subscription message from the socket, without
 //  blocking. When nothing is pending, libzmq looks at the socket's command
 //  mailbox, which is a poll() system call: 0.5-1 us on the 2-core CI
@@ -263,10 +346,7 @@ s_subs_drain (mw_publisher_t *self, uint64_t now_us)
             continue;
         uint16_t event;
         memcpy (&event, head, sizeof (event));
-        if (event == ZMQ_EVENT_CONNECTED || event == ZMQ_EVENT_ACCEPTED)
-            self->connections++;
-        else if (event == ZMQ_EVENT_DISCONNECTED && self->connections > 0)
-            self->connections--;
+        s_connection_event (self, event);
     }
 }
 
@@ -369,6 +449,75 @@ s_publish (mw_publisher_t *self, mw_event_t *ev)
 }
 
 //  --------------------------------------------------------------------------
+//  Housekeeping
+
+//  The housekeeping thread: once a second, read the subscription and
+//  monitor messages if nothing else did. It holds the mutex only while it
+//  reads: pthread_cond_timedwait releases it while waiting.
+static void *
+s_housekeeper (void *arg)
+{
+    mw_publisher_t *self = (mw_publisher_t *) arg;
+    pthread_mutex_lock (&self->mutex);
+    while (self->housekeeping) {
+        struct timespec until;
+        clock_gettime (CLOCK_MONOTONIC, &until);
+        until.tv_sec += MW_HOUSEKEEPING_MS / 1000;
+        until.tv_nsec += (long) (MW_HOUSEKEEPING_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (self->housekeeping &&
+               pthread_cond_timedwait (&self->wake, &self->mutex, &until) != ETIMEDOUT)
+            ;
+        if (!self->housekeeping)
+            break;
+        uint64_t now_us = s_now_us ();
+        //  Unsigned: a clock stepped backwards also reads as "long ago".
+        if (now_us - self->drain_us >= (uint64_t) MW_HOUSEKEEPING_MS * 1000u)
+            s_subs_drain (self, now_us);
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return NULL;
+}
+
+//  Start the housekeeper. Return 0, or an error number.
+static int
+s_housekeeper_start (mw_publisher_t *self)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init (&attr);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init (&self->wake, &attr);
+    pthread_condattr_destroy (&attr);
+    if (rc != 0)
+        return rc;
+    self->housekeeping = true;
+    rc = pthread_create (&self->housekeeper, NULL, s_housekeeper, self);
+    if (rc != 0) {
+        self->housekeeping = false;
+        pthread_cond_destroy (&self->wake);
+    }
+    return rc;
+}
+
+//  Stop the housekeeper and wait for it to end.
+static void
+s_housekeeper_stop (mw_publisher_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    self->housekeeping = false;
+    pthread_cond_signal (&self->wake);
+    pthread_mutex_unlock (&self->mutex);
+    pthread_join (self->housekeeper, NULL);
+    pthread_cond_destroy (&self->wake);
+}
+
+//  --------------------------------------------------------------------------
 //  Construction
 
 //  Copy the miner name. The encoder cuts it to MW_MAX_MINER bytes at a
@@ -439,6 +588,20 @@ mw_publisher_new (const char *endpoints, const char *miner)
 mw_publisher_t *
 mw_publisher_new_opts (const char *endpoints, const char *miner, int sndhwm, int linger_ms)
 {
+    return mw_publisher_new_curve (endpoints, miner, sndhwm, linger_ms, NULL, NULL);
+}
+
+mw_publisher_t *
+mw_publisher_new_curve (const char *endpoints, const char *miner, int sndhwm, int linger_ms,
+                        const char *server_key, const char *client_cert)
+{
+    if (client_cert && !server_key) {
+        fprintf (stderr,
+                 "minerwatch: a client certificate (%s) without the broker's public key; give "
+                 "the server key too (40 characters of Z85, or the broker's certificate file)\n",
+                 client_cert);
+        return NULL;
+    }
     if (!endpoints || !*endpoints) {
         fprintf (stderr, "minerwatch: no endpoint given; expected e.g. '>tcp://127.0.0.1:7710'\n");
         return NULL;
@@ -491,15 +654,27 @@ mw_publisher_new_opts (const char *endpoints, const char *miner, int sndhwm, int
         zmq_setsockopt (self->socket, ZMQ_SNDHWM, &sndhwm, sizeof (sndhwm)) != 0 ||
         zmq_setsockopt (self->socket, ZMQ_LINGER, &linger_ms, sizeof (linger_ms)) != 0)
         goto err;
+    if (server_key) {
+        char why[600];
+        if (mw_curve_client (self->socket, server_key, client_cert, why, sizeof (why)) != 0) {
+            fprintf (stderr, "minerwatch: CURVE: %s\n", why);
+            reported = true;
+            goto err;
+        }
+    }
 
     //  The monitor must exist before the first connection. Its PAIR has no
     //  high-water mark: libzmq's io thread blocks on a full monitor queue
     //  (and would deadlock our destroy), and what queues between two of our
-    //  reads is three small messages per connection made or lost.
+    //  reads is three small messages per connection made or lost (about 20
+    //  a second while a wrong CURVE key makes libzmq retry: the
+    //  housekeeping thread reads them within a second if no call does).
     char monitor_ep[64];
     snprintf (monitor_ep, sizeof (monitor_ep), "inproc://minerwatch-monitor-%p", (void *) self);
-    if (zmq_socket_monitor (self->socket, monitor_ep,
-                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor (self->socket, monitor_ep, events) != 0)
         goto err;
     self->monitor = zmq_socket (self->ctx, ZMQ_PAIR);
     if (!self->monitor)
@@ -530,6 +705,15 @@ mw_publisher_new_opts (const char *endpoints, const char *miner, int sndhwm, int
         goto err;
     }
     free (list);
+    list = NULL;
+    //  Last: from here on another thread uses the sockets (under mutex).
+    int rc = s_housekeeper_start (self);
+    if (rc != 0) {
+        fprintf (stderr, "minerwatch: cannot start the publisher's housekeeping thread: %s\n",
+                 strerror (rc));
+        reported = true;
+        goto err;
+    }
     return self;
 
 err:
@@ -560,6 +744,7 @@ mw_publisher_destroy (mw_publisher_t **self_p)
     assert (self_p);
     if (*self_p) {
         mw_publisher_t *self = *self_p;
+        s_housekeeper_stop (self);
         //  zmq_ctx_term waits up to the linger for queued events to leave.
         zmq_socket_monitor (self->socket, NULL, 0);
         zmq_close (self->monitor);
@@ -779,6 +964,17 @@ mw_publisher_truncated (mw_publisher_t *self)
 {
     assert (self);
     return atomic_load_explicit (&self->truncated, memory_order_relaxed);
+}
+
+int
+mw_publisher_connections (mw_publisher_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->mutex);
+    s_subs_drain (self, s_now_us ());
+    int connections = self->track_connections ? self->connections : -1;
+    pthread_mutex_unlock (&self->mutex);
+    return connections;
 }
 
 uint64_t

@@ -3,7 +3,9 @@
     A publisher owns one ZeroMQ socket and sends each event as two frames
     (topic, msgpack body) with ZMQ_DONTWAIT: it never blocks the miner,
     whether a broker is up, down or slow. Any thread may publish; calls are
-    serialized by an internal mutex, so sequence numbers leave in order.
+    serialized by an internal mutex, so sequence numbers leave in order. A
+    thread of the publisher wakes once a second to read the socket's
+    notices when the miner is idle, so that their memory stays bounded.
 
     An event that no subscriber can receive (no broker connected, or a
     subscriber's queue at the high-water mark) is not sent and is counted in
@@ -12,6 +14,13 @@
 
     Optional arguments: NULL for a string, 0 for timeout_ms, a negative
     action_count, and MW_ABSENT (NaN) for a float leave the key out.
+
+    A broker started with --curve-secret accepts only CURVE clients that
+    know its public key: create the publisher with mw_publisher_new_curve.
+    A connection counts as live only once its handshake (CURVE or plain)
+    completed; until then, and when the handshake fails (a wrong key, a
+    client key the broker does not list), events are dropped and counted,
+    exactly as with no broker at all.
 */
 #ifndef MW_PUBLISHER_H_INCLUDED
 #define MW_PUBLISHER_H_INCLUDED
@@ -42,6 +51,21 @@ mw_publisher_t *
 //  per subscriber, > 0) and the linger at destroy in milliseconds (>= 0).
 mw_publisher_t *
     mw_publisher_new_opts (const char *endpoints, const char *miner, int sndhwm, int linger_ms);
+
+//  Same as mw_publisher_new_opts, as a CURVE client of a broker started with
+//  --curve-secret: everything it sends is encrypted. server_key is the
+//  broker's public key: 40 characters of Z85, or the path of the broker's
+//  certificate file (what `minerwatch keygen` wrote; see mw_curve.h); NULL
+//  makes a plain publisher, as mw_publisher_new_opts. client_cert is NULL
+//  for a new key pair made here (enough for a broker that allows any
+//  client), or the path of this miner's secret certificate file (the
+//  `_secret` file of `minerwatch keygen`, read without czmq) when the
+//  broker lists its clients (--curve-clients). Return NULL with a message
+//  on stderr naming the file and what is wrong with it, or as
+//  mw_publisher_new_opts.
+mw_publisher_t *
+    mw_publisher_new_curve (const char *endpoints, const char *miner, int sndhwm, int linger_ms,
+                            const char *server_key, const char *client_cert);
 
 //  Destroy the publisher (waiting at most its linger) and null the pointer.
 void
@@ -118,6 +142,15 @@ uint64_t
     mw_publisher_dropped (mw_publisher_t *self);
 uint64_t
     mw_publisher_truncated (mw_publisher_t *self);
+
+//  Return the number of live connections: connections whose handshake
+//  completed (so they can carry events) and that are still up, as of now.
+//  A CURVE publisher with a wrong key shows 0 although its TCP connections
+//  succeed. Return -1 when an endpoint's transport reports no connections
+//  (inproc): then only subscriptions decide. Takes the publisher's lock, like
+//  a send; for tools, tests and health checks.
+int
+    mw_publisher_connections (mw_publisher_t *self);
 
 //  Return this publisher's session id.
 uint64_t
