@@ -13,8 +13,9 @@
 #error "MW_CLI_VERSION must be defined by the build (see cli/CMakeLists.txt)"
 #endif
 
-static const mw_cli_command_t *s_commands[] = {&mw_cmd_tail,   &mw_cmd_publish, &mw_cmd_simulate,
-                                               &mw_cmd_status, &mw_cmd_keygen,  NULL};
+static const mw_cli_command_t *s_commands[] = {&mw_cmd_up,       &mw_cmd_tail,   &mw_cmd_publish,
+                                               &mw_cmd_simulate, &mw_cmd_status, &mw_cmd_keygen,
+                                               NULL};
 
 static const mw_cli_command_t *
 s_find (const char *name)
@@ -44,7 +45,11 @@ s_usage (FILE *out)
                   "Endpoints use czmq's notation: '@tcp://HOST:PORT' binds, '>tcp://HOST:PORT'\n"
                   "connects. Exit codes: 0 done, 1 failed, 2 bad usage.\n"
                   "\n"
-                  "Example, two terminals:\n"
+                  "Start here: a broker and a dashboard with simulated miners, then open\n"
+                  "http://127.0.0.1:8080/api/dashboard:\n"
+                  "  minerwatch up --demo\n"
+                  "\n"
+                  "Without a broker, two terminals:\n"
                   "  minerwatch tail @tcp://127.0.0.1:7710\n"
                   "  minerwatch simulate --endpoint '>tcp://127.0.0.1:7710'\n");
 }

@@ -1,34 +1,37 @@
 #!/usr/bin/env bash
-#  deploy/quickstart.sh - from a bare Debian 12 to live events in a terminal.
+#  deploy/quickstart.sh - from a bare Debian 12 to a live dashboard.
 #
 #  Installs the Debian packages that are missing, builds minerwatch (Release)
-#  in build-release/, then starts the demo: a simulated miner publishing
-#  events and `minerwatch tail` printing them as they arrive. Ctrl-C stops
-#  both. Safe to run again: packages already there are left alone and the
-#  build is incremental.
+#  in build-release/, then runs `minerwatch up --demo` in the foreground: a
+#  broker and a gateway in one process, with simulated miners publishing, so
+#  the dashboard at the printed URL moves at once. Ctrl-C stops it. Safe to
+#  run again: packages already there are left alone and the build is
+#  incremental.
 #
-#  Usage: deploy/quickstart.sh [--no-run] [--rate N] [--miners K]
-#    --no-run     install and build only, do not start the demo
-#    --rate N     simulated events per second (default 20)
-#    --miners K   simulated miners (default 3)
+#  Usage: deploy/quickstart.sh [--no-run] [--http HOST:PORT] [--rate N] [--miners K]
+#    --no-run          install and build only, do not start minerwatch up
+#    --http HOST:PORT  where to serve the dashboard (default 127.0.0.1:8080)
+#    --rate N          simulated events per second (default 20)
+#    --miners K        simulated miners (default 3)
 #  Environment: MW_BUILD_DIR (default build-release/), MW_JOBS (default: cores).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${MW_BUILD_DIR:-$ROOT/build-release}"
 JOBS="${MW_JOBS:-$(nproc 2>/dev/null || echo 2)}"
-ENDPOINT_PORT=7710
+HTTP=127.0.0.1:8080
 RUN=1
 RATE=20
 MINERS=3
 
 usage () {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed -E 's/^#( |$)//; s/^ //'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed -E 's/^#( |$)//; s/^ //'
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-run) RUN=0 ;;
+        --http) HTTP="${2:?--http needs HOST:PORT}"; shift ;;
         --rate) RATE="${2:?--rate needs a number}"; shift ;;
         --miners) MINERS="${2:?--miners needs a number}"; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -84,35 +87,21 @@ fi
 echo "built $MW ($("$MW" --version 2>/dev/null || echo minerwatch))"
 
 if [ "$RUN" -eq 0 ]; then
-    step "done (--no-run): start the demo with $0"
+    step "done (--no-run): start the dashboard with $0, or $MW up --demo"
     exit 0
 fi
 
-step "3/3 demo: $MINERS simulated miners -> minerwatch tail (Ctrl-C to stop)"
-SIM_PID=""
-cleanup () {
-    if [ -n "$SIM_PID" ] && kill -0 "$SIM_PID" 2>/dev/null; then
-        kill "$SIM_PID" 2>/dev/null || true
-        wait "$SIM_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-#  tail binds the endpoint; the simulator connects to it, as miners connect
-#  to a broker. The simulator's own output goes to a log file so the terminal
-#  shows the events alone.
-SIM_LOG="$BUILD/quickstart-simulate.log"
-echo "simulator: $MW simulate --endpoint '>tcp://127.0.0.1:$ENDPOINT_PORT' (log: $SIM_LOG)"
-echo "viewer:    $MW tail @tcp://127.0.0.1:$ENDPOINT_PORT"
-echo
-"$MW" simulate --endpoint ">tcp://127.0.0.1:$ENDPOINT_PORT" --rate "$RATE" \
-    --duration 0 --miners "$MINERS" --wait 10 --quiet >"$SIM_LOG" 2>&1 </dev/null &
-SIM_PID=$!
-rc=0
-"$MW" tail "@tcp://127.0.0.1:$ENDPOINT_PORT" || rc=$?
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ]; then
-    echo "quickstart: minerwatch tail exited with status $rc; if port $ENDPOINT_PORT is in" \
-         "use, stop what holds it (ss -ltnp | grep $ENDPOINT_PORT) and run again" >&2
+#  The URL minerwatch up serves (an IPv6 address is written [::1]:PORT already).
+HOST="${HTTP%:*}"
+if [ "$HOST" = "0.0.0.0" ] || [ "$HOST" = "[::]" ]; then
+    HOST=127.0.0.1
 fi
-exit "$rc"
+URL="http://$HOST:${HTTP##*:}/api/dashboard"
+step "3/3 minerwatch up --demo: broker, gateway and $MINERS simulated miners (Ctrl-C to stop)"
+echo "dashboard: $URL"
+echo "           (on a remote machine: ssh -L ${HTTP##*:}:127.0.0.1:${HTTP##*:} HOST, then open it locally)"
+echo
+#  In the foreground, as this shell's last command: Ctrl-C reaches it
+#  directly, and its exit status is the script's (0 after Ctrl-C; 1 with a
+#  message if a port is in use: pick another with --http).
+exec "$MW" up --demo --http "$HTTP" --demo-rate "$RATE" --demo-miners "$MINERS"
