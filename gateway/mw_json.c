@@ -644,7 +644,7 @@ static int
 s_mp_key (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 {
     const uint8_t *p = *pp;
-    s_mp_t o;
+    s_mp_t o = {0};
     if (s_mp_head (&p, end, &o) != 0)
         return -1;
     if (o.tag == S_MP_STR) {
@@ -666,7 +666,7 @@ s_mp_key (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 static int
 s_mp_value (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 {
-    s_mp_t o;
+    s_mp_t o = {0};
     if (s_mp_head (pp, end, &o) != 0)
         return -1;
     switch (o.tag) {
