@@ -29,7 +29,7 @@ trap 'rm -rf "$LOGDIR"' EXIT
 
 PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
           libwebsockets-dev libjansson-dev libcmocka-dev python3 python3-zmq
-          python3-msgpack valgrind)
+          python3-msgpack valgrind curl openssl iproute2)
 VALGRIND_OPTIONS="--error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --num-callers=40 --track-origins=yes"
 
 section () {
