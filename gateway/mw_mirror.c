@@ -14,6 +14,7 @@
 */
 #include "mw_mirror.h"
 
+#include "mw_curve.h"
 #include "mw_json.h"
 #include "mw_render.h"
 #include "mw_state.h"
@@ -35,8 +36,9 @@ struct _mw_mirror_t {
     mw_mirror_config_t cfg;
     mw_http_t *http;
     zactor_t *actor;
-    char server_key[41];  //  Z85, "" = no CURVE
-    zcert_t *client_cert; //  our key pair with CURVE
+    bool curve;                              //  a CURVE client of the broker
+    uint8_t server_key[MW_CURVE_KEY_BYTES]; //  the broker's public key
+    mw_curve_pair_t client_pair;            //  our key pair (loaded or new)
 
     //  Actor thread only.
     zsock_t *sub;
@@ -253,30 +255,6 @@ s_share (mw_mirror_t *self)
 //  --------------------------------------------------------------------------
 //  Sockets
 
-//  Read a server key: 40 characters of Z85, or a certificate file.
-static int
-s_server_key (const char *text, char key[41], char *errbuf, size_t errbuf_size)
-{
-    if (strlen (text) == 40) {
-        uint8_t raw[32];
-        if (zmq_z85_decode (raw, text)) {
-            memcpy (key, text, 41);
-            return 0;
-        }
-    }
-    zcert_t *cert = zcert_load (text);
-    if (cert) {
-        memcpy (key, zcert_public_txt (cert), 41);
-        zcert_destroy (&cert);
-        return 0;
-    }
-    s_err (errbuf, errbuf_size,
-           "--curve-server-key '%s': neither a 40-character Z85 key nor a readable certificate "
-           "file (give the broker's public key, e.g. from 'minerwatch keygen')",
-           text);
-    return -1;
-}
-
 static zsock_t *
 s_socket (mw_mirror_t *self, int type, const char *endpoints, char *errbuf, size_t errbuf_size)
 {
@@ -290,9 +268,11 @@ s_socket (mw_mirror_t *self, int type, const char *endpoints, char *errbuf, size
         zsock_set_rcvhwm (sock, MW_MIRROR_SUB_HWM);
         zsock_set_subscribe (sock, "");
     }
-    if (self->server_key[0]) {
-        zcert_apply (self->client_cert, sock);
-        zsock_set_curve_serverkey (sock, self->server_key);
+    //  Keys go on before the connect (mw_curve.h: the shared client helper).
+    if (self->curve && mw_curve_apply (zsock_resolve (sock), self->server_key,
+                                       &self->client_pair, errbuf, errbuf_size) != 0) {
+        zsock_destroy (&sock);
+        return NULL;
     }
     if (zsock_attach (sock, endpoints, false) != 0) {
         s_err (errbuf, errbuf_size,
@@ -856,22 +836,27 @@ mw_mirror_new (const mw_mirror_config_t *cfg, mw_http_t *http, char *errbuf, siz
     if (!self->buffer)
         goto fail;
     if (cfg->curve_server_key[0]) {
-        if (s_server_key (cfg->curve_server_key, self->server_key, errbuf, errbuf_size) != 0)
+        //  Read once, here: a bad key or certificate is an error at start,
+        //  and every socket (the snapshot DEALER is made again on retries)
+        //  uses the same keys.
+        char why[512];
+        if (mw_curve_server_key (cfg->curve_server_key, self->server_key, why, sizeof (why)) !=
+            0) {
+            s_err (errbuf, errbuf_size, "--curve-server-key: %s", why);
             goto fail;
+        }
         if (cfg->curve_client_cert[0]) {
-            self->client_cert = zcert_load (cfg->curve_client_cert);
-            if (!self->client_cert) {
-                s_err (errbuf, errbuf_size,
-                       "--curve-client-cert %s: not a readable certificate (give the secret "
-                       "file made by 'minerwatch keygen')",
-                       cfg->curve_client_cert);
+            if (mw_curve_load_secret (cfg->curve_client_cert, &self->client_pair, why,
+                                      sizeof (why)) != 0) {
+                s_err (errbuf, errbuf_size, "--curve-client-cert: %s", why);
                 goto fail;
             }
         }
-        else
-            self->client_cert = zcert_new ();
-        if (!self->client_cert)
+        else if (mw_curve_new_pair (&self->client_pair, why, sizeof (why)) != 0) {
+            s_err (errbuf, errbuf_size, "CURVE: %s", why);
             goto fail;
+        }
+        self->curve = true;
     }
     //  Both sockets are made here, so that a bad endpoint is an error now;
     //  the actor thread owns them from its start on.
@@ -909,7 +894,10 @@ mw_mirror_destroy (mw_mirror_t **self_p)
     s_snap_reset (self);
     mw_state_destroy (&self->state);
     mw_buf_release (&self->json);
-    zcert_destroy (&self->client_cert);
+    //  Wipe the secret key (volatile: not optimised away as a dead store).
+    volatile uint8_t *secret = self->client_pair.secret_key;
+    for (size_t i = 0; i < sizeof (self->client_pair.secret_key); i++)
+        secret[i] = 0;
     pthread_mutex_destroy (&self->lock);
     free (self);
     *self_p = NULL;

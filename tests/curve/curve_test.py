@@ -3,7 +3,7 @@
 must reach it (libminerwatch, its Python binding, `minerwatch tail`,
 `publish` and `simulate`). Real processes on loopback.
 
-Usage: curve_test.py --broker BIN --cli BIN --pub BIN CASE
+Usage: curve_test.py --broker BIN --cli BIN --pub BIN [--gateway BIN] CASE
 
 Cases:
   tail       a C publisher with the server key delivers to `minerwatch tail
@@ -18,6 +18,12 @@ Cases:
              through; a wrong key drops and counts; bad arguments raise.
   cli        `publish` and `simulate` with --curve-server-key; usage and file
              errors name the option and the file.
+  gateway    minerwatch-gateway --curve-server-key: with the broker's public
+             key its /healthz says the broker is up and its live status shows
+             an event a CURVE publisher sent; with a wrong key the link stays
+             down (and the broker counts refused handshakes); a public
+             certificate as --curve-client-cert is refused at start; --help
+             documents both options. Needs --gateway.
   valgrind   tail, publish, status and mw_curve_pub as CURVE clients (right
              key, wrong key, listed and unlisted client) under valgrind: no
              memory error, no definite leak.
@@ -40,6 +46,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import msgpack
 import zmq
@@ -51,6 +59,7 @@ VALGRIND = []  # a prefix for the C programs (case valgrind)
 VALGRIND_CMD = ["valgrind", "--error-exitcode=99", "--leak-check=full",
                 "--errors-for-leak-kinds=definite", "--quiet", "--num-callers=30"]
 STARTED = []  # processes to kill if a failed check left them running
+SERVING = re.compile(r"serving https?://\S+?:(\d+)/api/dashboard")
 READY = re.compile(r"ready: ingest=(\S+) publish=(\S+) snapshot=(\S+) epoch=([0-9a-f]+) "
                    r"id=(\d+) state=(\w+) curve=(\w+)")
 
@@ -190,6 +199,57 @@ def finish(proc, timeout=TIMEOUT * 2):
 def expect_nothing_delivered(out, count):
     check(out == {"ready": 0, "sent": 0, "dropped": count, "connections": 0},
           "a refused publisher: %r" % out)
+
+
+class Gateway:
+    """A minerwatch-gateway process mirroring broker b, serving HTTP on a
+    free port (port 0: it logs the one it got)."""
+
+    def __init__(self, b, *extra):
+        cmd = [ARGS.gateway, "--updates", ">" + b.publish, "--snapshot", ">" + b.snapshot,
+               "--http", "127.0.0.1:0", "--verbose", "--heartbeat-timeout", "2000", *extra]
+        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+        self.lines = []
+        self.queue = queue.Queue()
+        threading.Thread(target=Broker._read, args=(self,), daemon=True).start()
+        self.port = int(Broker.wait_line(self, SERVING).group(1))
+
+    def get(self, path):
+        """(HTTP status, parsed JSON body or None)."""
+        url = "http://127.0.0.1:%d%s" % (self.port, path)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                return e.code, json.loads(body)
+            except ValueError:
+                return e.code, None
+
+    def health(self):
+        code, body = self.get("/healthz")
+        check(code in (200, 503) and body is not None, "/healthz: %s %r" % (code, body))
+        return body
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=TIMEOUT)
+        check(rc == 0, "gateway exit code %d; log:\n%s" % (rc, "\n".join(self.lines)))
+
+
+def wait_for(pred, what, timeout=TIMEOUT):
+    """Poll pred() every 0.2 s; return its first true value, or fail."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.2)
+    fail("%s: not within %d s" % (what, timeout))
 
 
 # --------------------------------------------------------------------------
@@ -388,6 +448,66 @@ def case_cli(keys):
               "%s --help lacks the CURVE options" % cmd)
 
 
+def case_gateway(keys):
+    check(ARGS.gateway, "case gateway needs --gateway")
+    srv = keys.make("broker")
+    other = keys.make("other")
+    reader = keys.client("broker", "other")
+    b = Broker("--curve-secret", srv + "_secret")
+    good = Gateway(b, "--curve-server-key", srv)
+    good_z85 = Gateway(b, "--curve-server-key", keys.public("broker").decode())
+    wrong = Gateway(b, "--curve-server-key", keys.public("other").decode())
+    for g in (good, good_z85):
+        h = wait_for(lambda: (lambda h: h if h["broker"] == "up" else None)(g.health()),
+                     "a gateway with the broker's key: link up")
+        print("gateway with the right key: %r" % h)
+
+    # An event through the broker from a CURVE publisher reaches the mirror.
+    out = run_pub(b.ingest, "gw-curve-miner", 20, 50, srv, None, 10000)
+    check(out["ready"] == 1 and out["sent"] == 20 and out["dropped"] == 0, "publisher: %r" % out)
+
+    def shows_event(g):
+        code, st = g.get("/api/dashboard/live/status?limit=100")
+        return code == 200 and any(ev.get("miner") == "gw-curve-miner"
+                                   for ev in st["recent_events"])
+    for g in (good, good_z85):
+        wait_for(lambda: shows_event(g), "the published event in /api/dashboard/live/status")
+        check(g.health()["broker"] == "up", "link went down")
+
+    # The wrong key: the link never comes up, for well over the heartbeat
+    # timeout (2 s; the broker beats every second) after heartbeats flowed
+    # to the good gateways.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        h = wrong.health()
+        check(h["broker"] == "down" and not h["broker_up"] and h["last_id"] == 0,
+              "a gateway with a wrong key: %r" % h)
+        time.sleep(0.25)
+    code, _ = wrong.get("/api/dashboard/live/status")
+    check(code == 503, "a gateway with a wrong key serves a state: %d" % code)
+    hb = b.heartbeat(reader, lambda hb: hb["auth_failures"] >= 1)
+    print("wrong key: link down; broker auth_failures=%d" % hb["auth_failures"])
+    for g in (good, good_z85, wrong):
+        g.stop()
+
+    # Key errors are start-up errors (exit 1) naming the option.
+    for flags, fragments in (
+            (["--curve-server-key", srv, "--curve-client-cert", other],
+             ["--curve-client-cert", "holds no secret-key"]),
+            (["--curve-server-key", os.path.join(keys.dir, "missing.cert")],
+             ["--curve-server-key", "missing.cert"])):
+        p = subprocess.run([ARGS.gateway, "--updates", ">" + b.publish, "--snapshot",
+                            ">" + b.snapshot, "--http", "127.0.0.1:0", *flags],
+                           capture_output=True, timeout=TIMEOUT)
+        err = p.stderr.decode()
+        check(p.returncode == 1 and all(f in err for f in fragments),
+              "gateway %r: rc %d, %r" % (flags, p.returncode, err))
+    p = subprocess.run([ARGS.gateway, "--help"], capture_output=True, timeout=TIMEOUT)
+    check(p.returncode == 0 and b"--curve-server-key KEY" in p.stdout
+          and b"--curve-client-cert FILE" in p.stdout, "gateway --help lacks the CURVE options")
+    b.stop()
+
+
 def case_valgrind(keys):
     global VALGRIND
     VALGRIND = VALGRIND_CMD
@@ -443,6 +563,7 @@ def main():
     ap.add_argument("--broker", required=True)
     ap.add_argument("--cli", required=True)
     ap.add_argument("--pub", required=True)
+    ap.add_argument("--gateway")
     ap.add_argument("case", choices=sorted(CASES))
     ARGS = ap.parse_args()
     started = time.monotonic()
