@@ -396,190 +396,6 @@ mw_json_format_time (char *out, size_t size, uint64_t ts_us)
 //  --------------------------------------------------------------------------
 //  msgpack
 
-typedef enum {
-    S_MP_NIL,
-    S_MP_BOOL,
-    S_MP_UINT,
-    S_MP_INT,
-    S_MP_F32,
-    S_MP_F64,
-    S_MP_STR,
-    S_MP_BIN,
-    S_MP_EXT,
-    S_MP_ARRAY,
-    S_MP_MAP
-} s_mp_tag_t;
-
-//  One msgpack object header; ptr/len are the payload of str, bin and ext,
-//  len is the element count of array and map.
-typedef struct {
-    s_mp_tag_t tag;
-    bool b;
-    uint64_t u;
-    int64_t i;
-    float f;
-    double d;
-    const uint8_t *ptr;
-    uint32_t len;
-} s_mp_t;
-
-static inline uint64_t
-s_be (const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-//  Read one object header at *pp and advance past it (and past the payload
-//  of str, bin and ext). Return 0, or -1 if it is invalid or truncated.
-static int
-s_mp_head (const uint8_t **pp, const uint8_t *end, s_mp_t *o)
-{
-    const uint8_t *p = *pp;
-#define S_NEED(k)                                                                                  \
-    do {                                                                                           \
-        if ((size_t) (end - p) < (size_t) (k))                                                     \
-            return -1;                                                                             \
-    } while (0)
-    S_NEED (1);
-    uint8_t c = *p++;
-    int nlen = 0; //  bytes of a length field that follows
-    bool ext = false;
-    if (c <= 0x7F) {
-        o->tag = S_MP_UINT;
-        o->u = c;
-    }
-    else if (c >= 0xE0) {
-        o->tag = S_MP_INT;
-        o->i = (int8_t) c;
-    }
-    else if (c <= 0x8F) {
-        o->tag = S_MP_MAP;
-        o->len = c & 0x0Fu;
-    }
-    else if (c <= 0x9F) {
-        o->tag = S_MP_ARRAY;
-        o->len = c & 0x0Fu;
-    }
-    else if (c <= 0xBF) {
-        o->tag = S_MP_STR;
-        o->len = c & 0x1Fu;
-    }
-    else {
-        switch (c) {
-            case 0xC0:
-                o->tag = S_MP_NIL;
-                break;
-            case 0xC2:
-            case 0xC3:
-                o->tag = S_MP_BOOL;
-                o->b = c == 0xC3;
-                break;
-            case 0xC4:
-            case 0xC5:
-            case 0xC6:
-                o->tag = S_MP_BIN;
-                nlen = 1 << (c - 0xC4);
-                break;
-            case 0xC7:
-            case 0xC8:
-            case 0xC9:
-                o->tag = S_MP_EXT;
-                nlen = 1 << (c - 0xC7);
-                ext = true;
-                break;
-            case 0xCA: {
-                S_NEED (4);
-                uint32_t bits = (uint32_t) s_be (p, 4);
-                o->tag = S_MP_F32;
-                memcpy (&o->f, &bits, 4);
-                p += 4;
-                break;
-            }
-            case 0xCB: {
-                S_NEED (8);
-                uint64_t bits = s_be (p, 8);
-                o->tag = S_MP_F64;
-                memcpy (&o->d, &bits, 8);
-                p += 8;
-                break;
-            }
-            case 0xCC:
-            case 0xCD:
-            case 0xCE:
-            case 0xCF: {
-                int n = 1 << (c - 0xCC);
-                S_NEED (n);
-                o->tag = S_MP_UINT;
-                o->u = s_be (p, n);
-                p += n;
-                break;
-            }
-            case 0xD0:
-            case 0xD1:
-            case 0xD2:
-            case 0xD3: {
-                int n = 1 << (c - 0xD0);
-                S_NEED (n);
-                uint64_t u = s_be (p, n);
-                //  Sign-extend from n bytes.
-                if (n < 8 && (u >> (8 * n - 1)) & 1)
-                    u |= ~UINT64_C (0) << (8 * n);
-                o->tag = S_MP_INT;
-                memcpy (&o->i, &u, 8);
-                p += n;
-                break;
-            }
-            case 0xD4:
-            case 0xD5:
-            case 0xD6:
-            case 0xD7:
-            case 0xD8:
-                o->tag = S_MP_EXT;
-                o->len = 1u << (c - 0xD4);
-                ext = true;
-                break;
-            case 0xD9:
-            case 0xDA:
-            case 0xDB:
-                o->tag = S_MP_STR;
-                nlen = 1 << (c - 0xD9);
-                break;
-            case 0xDC:
-            case 0xDD:
-                o->tag = S_MP_ARRAY;
-                nlen = c == 0xDC ? 2 : 4;
-                break;
-            case 0xDE:
-            case 0xDF:
-                o->tag = S_MP_MAP;
-                nlen = c == 0xDE ? 2 : 4;
-                break;
-            default: //  0xC1 is never used
-                return -1;
-        }
-    }
-    if (nlen) {
-        S_NEED (nlen);
-        o->len = (uint32_t) s_be (p, nlen);
-        p += nlen;
-    }
-    if (ext) {
-        S_NEED (1); //  the ext type byte
-        p++;
-    }
-    if (o->tag == S_MP_STR || o->tag == S_MP_BIN || o->tag == S_MP_EXT) {
-        S_NEED (o->len);
-        o->ptr = p;
-        p += o->len;
-    }
-#undef S_NEED
-    *pp = p;
-    return 0;
-}
-
 static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static void
@@ -644,14 +460,14 @@ static int
 s_mp_key (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 {
     const uint8_t *p = *pp;
-    s_mp_t o = {0};
-    if (s_mp_head (&p, end, &o) != 0)
+    mw_mp_obj_t o = {0};
+    if (mw_msgpack_read (&p, end, &o) != 0)
         return -1;
-    if (o.tag == S_MP_STR) {
+    if (o.tag == MW_MP_STR) {
         *pp = p;
         return mw_json_string (buf, (const char *) o.ptr, o.len);
     }
-    if (o.tag == S_MP_BIN) {
+    if (o.tag == MW_MP_BIN) {
         *pp = p;
         s_put_base64 (buf, o.ptr, o.len); //  already a string
         return buf->failed ? -1 : 0;
@@ -666,44 +482,44 @@ s_mp_key (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 static int
 s_mp_value (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
 {
-    s_mp_t o = {0};
-    if (s_mp_head (pp, end, &o) != 0)
+    mw_mp_obj_t o = {0};
+    if (mw_msgpack_read (pp, end, &o) != 0)
         return -1;
     switch (o.tag) {
-        case S_MP_NIL:
-        case S_MP_EXT:
+        case MW_MP_NIL:
+        case MW_MP_EXT:
             mw_buf_append (buf, "null", 4);
             break;
-        case S_MP_BOOL:
+        case MW_MP_BOOL:
             mw_buf_puts (buf, o.b ? "true" : "false");
             break;
-        case S_MP_UINT:
+        case MW_MP_UINT:
             s_put_u64 (buf, o.u);
             break;
-        case S_MP_INT:
+        case MW_MP_INT:
             s_put_i64 (buf, o.i);
             break;
-        case S_MP_F32:
-            s_put_float (buf, o.f);
+        case MW_MP_FLOAT32:
+            s_put_float (buf, (float) o.d);
             break;
-        case S_MP_F64:
+        case MW_MP_FLOAT64:
             mw_json_double (buf, o.d);
             break;
-        case S_MP_STR:
+        case MW_MP_STR:
             mw_json_string (buf, (const char *) o.ptr, o.len);
             break;
-        case S_MP_BIN:
+        case MW_MP_BIN:
             s_put_base64 (buf, o.ptr, o.len);
             break;
-        case S_MP_ARRAY:
-        case S_MP_MAP:
+        case MW_MP_ARRAY:
+        case MW_MP_MAP:
             if (depth >= MW_JSON_MAX_DEPTH)
                 return -1;
-            mw_buf_putc (buf, o.tag == S_MP_MAP ? '{' : '[');
+            mw_buf_putc (buf, o.tag == MW_MP_MAP ? '{' : '[');
             for (uint32_t i = 0; i < o.len; i++) {
                 if (i)
                     mw_buf_putc (buf, ',');
-                if (o.tag == S_MP_MAP) {
+                if (o.tag == MW_MP_MAP) {
                     if (s_mp_key (buf, pp, end, depth + 1) != 0)
                         return -1;
                     mw_buf_putc (buf, ':');
@@ -713,7 +529,7 @@ s_mp_value (mw_buf_t *buf, const uint8_t **pp, const uint8_t *end, int depth)
                 if (buf->failed)
                     return -1;
             }
-            mw_buf_putc (buf, o.tag == S_MP_MAP ? '}' : ']');
+            mw_buf_putc (buf, o.tag == MW_MP_MAP ? '}' : ']');
             break;
     }
     return buf->failed ? -1 : 0;
@@ -747,11 +563,11 @@ mw_json_extra_next (const mw_event_t *ev, size_t *offset_p, const char **key_p, 
         return 0;
     const uint8_t *end = ev->extra + ev->extra_len;
     const uint8_t *p = ev->extra + *offset_p;
-    s_mp_t key;
+    mw_mp_obj_t key;
     const uint8_t *key_start = p;
-    if (s_mp_head (&p, end, &key) != 0)
+    if (mw_msgpack_read (&p, end, &key) != 0)
         return -1;
-    if (key.tag == S_MP_STR) {
+    if (key.tag == MW_MP_STR) {
         *key_p = (const char *) key.ptr;
         *key_len_p = key.len;
     }
@@ -976,10 +792,10 @@ mw_json_event_ex (mw_buf_t *buf, const mw_event_t *ev, unsigned flags)
         if (!p)
             goto fail;
         const uint8_t *key_start = p;
-        s_mp_t key;
-        if (s_mp_head (&p, end, &key) != 0)
+        mw_mp_obj_t key;
+        if (mw_msgpack_read (&p, end, &key) != 0)
             goto fail;
-        if (key.tag == S_MP_STR && s_is_own_key ((const char *) key.ptr, key.len, false)) {
+        if (key.tag == MW_MP_STR && s_is_own_key ((const char *) key.ptr, key.len, false)) {
             size_t size;
             if (mw_msgpack_check (p, (size_t) (end - p), MW_JSON_MAX_DEPTH, &size) != MW_OK)
                 goto fail;

@@ -745,6 +745,7 @@ static const char *s_tag_names[] = {"nil", "bool", "uint",  "int", "float",
 
 typedef struct {
     s_tag_t tag;
+    bool f32; //  a T_FLOAT that was a float32 on the wire
     bool b;
     uint64_t u;
     int64_t i;
@@ -847,6 +848,7 @@ s_read (s_rd_t *rd, s_obj_t *o)
             uint64_t bits = s_be (rd->p, (int) sz);
             rd->p += sz;
             o->tag = T_FLOAT;
+            o->f32 = sz == 4;
             if (sz == 4) {
                 uint32_t b32 = (uint32_t) bits;
                 float f;
@@ -979,6 +981,52 @@ s_extra_has_key (const mw_event_t *ev, const char *key, size_t klen)
             return false;
     }
     return false;
+}
+
+int
+mw_msgpack_read (const uint8_t **pp, const uint8_t *end, mw_mp_obj_t *obj)
+{
+    assert (pp && obj);
+    if (!*pp || !end || end < *pp)
+        return -1;
+    s_rd_t rd = {*pp, end};
+    s_obj_t o;
+    if (s_read (&rd, &o) != MW_OK)
+        return -1;
+    static const mw_mp_tag_t tags[] = {
+        [T_NIL] = MW_MP_NIL,     [T_BOOL] = MW_MP_BOOL,   [T_UINT] = MW_MP_UINT,
+        [T_INT] = MW_MP_INT,     [T_FLOAT] = MW_MP_FLOAT64, [T_STR] = MW_MP_STR,
+        [T_BIN] = MW_MP_BIN,     [T_ARRAY] = MW_MP_ARRAY, [T_MAP] = MW_MP_MAP,
+        [T_EXT] = MW_MP_EXT};
+    *obj = (mw_mp_obj_t){.tag = o.tag == T_FLOAT && o.f32 ? MW_MP_FLOAT32 : tags[o.tag]};
+    switch (o.tag) {
+        case T_BOOL:
+            obj->b = o.b;
+            break;
+        case T_UINT:
+            obj->u = o.u;
+            break;
+        case T_INT:
+            obj->i = o.i;
+            break;
+        case T_FLOAT:
+            obj->d = o.d;
+            break;
+        case T_STR:
+        case T_BIN:
+        case T_EXT:
+            obj->ptr = o.ptr;
+            obj->len = o.len;
+            break;
+        case T_ARRAY:
+        case T_MAP:
+            obj->len = o.len;
+            break;
+        case T_NIL:
+            break;
+    }
+    *pp = rd.p;
+    return 0;
 }
 
 int

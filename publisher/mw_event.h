@@ -245,6 +245,43 @@ int
     mw_event_decode (mw_event_t *self, const void *topic, size_t topic_len, const void *body,
                      size_t body_len, char *errbuf, size_t errbuf_size);
 
+//  One msgpack object header, as mw_msgpack_read gives it: ptr/len are the
+//  payload of str, bin and ext (ext without its type byte), len is the
+//  element count of an array or a map. A signed int that is >= 0 reads as
+//  UINT; d holds a float32 or float64 (tag tells which).
+typedef enum {
+    MW_MP_NIL,
+    MW_MP_BOOL,
+    MW_MP_UINT,
+    MW_MP_INT,
+    MW_MP_FLOAT32,
+    MW_MP_FLOAT64,
+    MW_MP_STR,
+    MW_MP_BIN,
+    MW_MP_EXT,
+    MW_MP_ARRAY,
+    MW_MP_MAP
+} mw_mp_tag_t;
+
+typedef struct {
+    mw_mp_tag_t tag;
+    bool b;
+    uint64_t u;
+    int64_t i;
+    double d;
+    const uint8_t *ptr;
+    uint32_t len;
+} mw_mp_obj_t;
+
+//  Read one msgpack object header at *pp (and the payload of str, bin and
+//  ext) and advance *pp past it; the decoder's own reader, for code that
+//  walks msgpack itself (carried custom values, snapshots). Every length
+//  is checked against end, and a container's count against the bytes
+//  left. Return 0, or -1 if the bytes are invalid or truncated (*pp is
+//  then unchanged).
+int
+    mw_msgpack_read (const uint8_t **pp, const uint8_t *end, mw_mp_obj_t *obj);
+
 //  Walk one msgpack object at buf without building it: every declared
 //  length is checked against the bytes left and nesting is bounded by
 //  max_depth. Return MW_OK and its encoded size in *size_p, or

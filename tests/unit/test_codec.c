@@ -1693,6 +1693,65 @@ test_encoder_bytes_match_msgpack_c (void **state)
     }
 }
 
+//  mw_msgpack_read: the decoder's reader, exported for code that walks
+//  carried values itself (the gateway's JSON rendering).
+static void
+test_msgpack_read (void **state)
+{
+    (void) state;
+    static const uint8_t bytes[] = {
+        0xca, 0x3f, 0xc0, 0x00, 0x00,                         //  float32 1.5
+        0xcb, 0x40, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //  float64 2.5
+        0xd0, 0x05,                                           //  int8 5: reads as uint
+        0xd0, 0xfb,                                           //  int8 -5
+        0xc4, 0x02, 0xaa, 0xbb,                               //  bin 2
+        0xd5, 0x07, 0x01, 0x02,                               //  fixext2 type 7
+        0x92, 0xc0, 0xc3,                                     //  [nil, true]
+    };
+    const uint8_t *p = bytes, *end = bytes + sizeof (bytes);
+    mw_mp_obj_t o;
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_FLOAT32);
+    assert_true (o.d == 1.5);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_FLOAT64);
+    assert_true (o.d == 2.5);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_UINT);
+    assert_int_equal (o.u, 5);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_INT);
+    assert_int_equal (o.i, -5);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_BIN);
+    assert_int_equal (o.len, 2);
+    assert_int_equal (o.ptr[0], 0xaa);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_EXT);
+    assert_int_equal (o.len, 2);
+    assert_int_equal (o.ptr[0], 0x01);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_ARRAY);
+    assert_int_equal (o.len, 2);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_NIL);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), 0);
+    assert_int_equal (o.tag, MW_MP_BOOL);
+    assert_true (o.b);
+    assert_ptr_equal (p, end);
+    assert_int_equal (mw_msgpack_read (&p, end, &o), -1);
+
+    //  Truncated, and a count the bytes cannot hold: -1, *pp unchanged.
+    static const uint8_t short_str[] = {0xa5, 'a', 'b'};
+    static const uint8_t huge_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0x00};
+    p = short_str;
+    assert_int_equal (mw_msgpack_read (&p, short_str + sizeof (short_str), &o), -1);
+    assert_ptr_equal (p, short_str);
+    p = huge_map;
+    assert_int_equal (mw_msgpack_read (&p, huge_map + sizeof (huge_map), &o), -1);
+    assert_ptr_equal (p, huge_map);
+}
+
 int
 main (void)
 {
@@ -1721,6 +1780,7 @@ main (void)
         cmocka_unit_test (test_copy_of_built),
         cmocka_unit_test (test_copy_of_decoded_plus_kv),
         cmocka_unit_test (test_encoder_bytes_match_msgpack_c),
+        cmocka_unit_test (test_msgpack_read),
     };
     return cmocka_run_group_tests_name ("codec", tests, NULL, NULL);
 }
