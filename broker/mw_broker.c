@@ -1238,9 +1238,13 @@ s_curve_start (s_broker_t *self, char *errbuf, size_t errbuf_size)
 static int
 s_monitor_start (s_broker_t *self, int role)
 {
+    //  A name never used before in this process: a closed socket's inproc
+    //  endpoint is released only when libzmq's reaper gets to it, so a
+    //  broker made at the address of one just destroyed must not reuse it.
+    static atomic_uint_fast64_t serial;
     char ep[128];
-    snprintf (ep, sizeof (ep), "inproc://mw-broker-monitor-%p-%s", (void *) self,
-              s_role_names[role]);
+    snprintf (ep, sizeof (ep), "inproc://mw-broker-monitor-%" PRIuFAST64 "-%s",
+              atomic_fetch_add (&serial, 1), s_role_names[role]);
     void *handle = self->handles[role];
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -1335,6 +1339,22 @@ s_attach (s_broker_t *self, int role, const char *list, char *errbuf, size_t err
         snprintf (out + used, out_size - used, "%s%s", used ? "," : "", actual);
     }
     return 0;
+}
+
+//  Unbind what s_attach bound, now: closing a socket releases its endpoints
+//  only later, in libzmq's reaper, and a broker started again at once on
+//  the same inproc:// or tcp:// endpoints must find them free.
+static void
+s_detach (s_broker_t *self, int role)
+{
+    if (!self->socks[role])
+        return;
+    char copy[sizeof (self->endpoints[role])];
+    snprintf (copy, sizeof (copy), "%s", self->endpoints[role]);
+    char *save = NULL;
+    for (char *ep = strtok_r (copy, ",", &save); ep; ep = strtok_r (NULL, ",", &save))
+        if (*ep == '@')
+            zsock_unbind (self->socks[role], "%s", ep + 1);
 }
 
 static int
@@ -1948,6 +1968,7 @@ s_broker_destroy (s_broker_t **self_p)
             s_xfer_remove (self, self->xfer_count - 1);
         for (int role = S_ROLES - 1; role >= 0; role--) {
             s_monitor_stop (&self->monitors[role]);
+            s_detach (self, role);
             zsock_destroy (&self->socks[role]);
         }
         zactor_destroy (&self->auth);
