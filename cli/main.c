@@ -15,7 +15,7 @@
 
 static const mw_cli_command_t *s_commands[] = {&mw_cmd_up,       &mw_cmd_tail,   &mw_cmd_publish,
                                                &mw_cmd_simulate, &mw_cmd_status, &mw_cmd_keygen,
-                                               NULL};
+                                               &mw_cmd_bench,    NULL};
 
 static const mw_cli_command_t *
 s_find (const char *name)

@@ -39,6 +39,7 @@ extern const mw_cli_command_t mw_cmd_simulate;
 extern const mw_cli_command_t mw_cmd_status;
 extern const mw_cli_command_t mw_cmd_keygen;
 extern const mw_cli_command_t mw_cmd_up;
+extern const mw_cli_command_t mw_cmd_bench;
 
 //  Print "minerwatch CMD: MESSAGE; see 'minerwatch CMD --help'" on stderr.
 //  Return MW_CLI_USAGE, so a caller can `return mw_cli_usage (...)`.

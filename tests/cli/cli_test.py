@@ -112,6 +112,8 @@ COMMAND_OPTIONS = {
     "publish": ["--endpoint", "--type", "--miner", "--wait", "--verbose", "--help"],
     "simulate": ["--endpoint", "--rate", "--duration", "--miners", "--validators", "--seed",
                  "--wait", "--quiet", "--help"],
+    "bench": ["--endpoint", "--updates", "--events", "--rate", "--rounds", "--no-raw", "--json",
+              "--quiet", "--curve-server-key", "--help"],
 }
 
 
@@ -185,6 +187,15 @@ BAD_USAGE = [
     (["simulate", "--seed", "-3"], "invalid --seed '-3'"),
     (["simulate", "--frobnicate"], "minerwatch simulate: unknown option '--frobnicate'"),
     (["simulate", "extra"], "unexpected argument 'extra'"),
+    (["bench", "--events", "0"], "invalid --events '0'"),
+    (["bench", "--events", "600000"], "invalid --events '600000'"),
+    (["bench", "--rate", "-1"], "invalid --rate '-1'"),
+    (["bench", "--rounds", "x"], "invalid --rounds 'x'"),
+    (["bench", "--endpoint", ">tcp://127.0.0.1:1"], "--endpoint needs --updates"),
+    (["bench", "--updates", ">tcp://127.0.0.1:1"], "--updates needs --endpoint"),
+    (["bench", "--endpoint", "nowhere", "--updates", ">tcp://127.0.0.1:1"], "invalid --endpoint"),
+    (["bench", "--curve-server-key", "x" * 40], "CURVE options need --endpoint"),
+    (["bench", "extra"], "unexpected argument 'extra'"),
 ]
 
 
@@ -500,6 +511,81 @@ def case_simulate():
     print("simulate -> tail --json: %d events, %r: ok" % (len(events), dict(by_type)))
 
 
+def bench_checks(result, events, rounds, paths):
+    """The JSON of `minerwatch bench`: every event accounted for, latencies
+    that make sense, one run per round and path."""
+    check(result["events"] == events and result["rounds"] == rounds, "header: %r" % result)
+    for path in paths:
+        p = result[path]
+        check(len(p["runs"]) == rounds, "%s: %d runs" % (path, len(p["runs"])))
+        for run in p["runs"]:
+            check(run["sent"] + run["dropped"] == events,
+                  "%s: sent %d + dropped %d != %d" % (path, run["sent"], run["dropped"], events))
+            check(run["received"] + run["lost"] == run["sent"], "%s: %r" % (path, run))
+            # Loopback at a moderate rate with a 10000-message queue: all arrive.
+            check(run["dropped"] == 0 and run["lost"] == 0, "%s lost events: %r" % (path, run))
+            check(0 < run["latency_p50_us"] <= run["latency_p99_us"] <= run["latency_max_us"],
+                  "%s latencies out of order: %r" % (path, run))
+            check(0 < run["call_p50_ns"] <= run["call_p99_ns"], "%s calls: %r" % (path, run))
+        check(p["sent"] == events * rounds and p["received"] == events * rounds,
+              "%s totals: %r" % (path, p))
+        for key in ("latency_p50_us", "latency_p99_us", "call_p50_ns"):
+            check(p["median"][key] > 0, "%s median %s: %r" % (path, key, p["median"]))
+
+
+def case_bench():
+    # A broker in the process, with the raw baseline: JSON on stdout.
+    r = run("bench", "--events", "3000", "--rate", "3000", "--rounds", "2", "--json",
+            timeout=120)
+    check(r.returncode == 0, "bench exit %d: %s" % (r.returncode, r.stderr))
+    result = json.loads(r.stdout)
+    bench_checks(result, 3000, 2, ("pipeline", "raw"))
+    check(set(result["ratio"]) >= {"latency_p50_us", "call_p50_ns"}, "ratio: %r" % result)
+    check(abs(result["ratio"]["latency_p50_us"] - result["pipeline"]["median"]["latency_p50_us"] /
+              result["raw"]["median"]["latency_p50_us"]) < 1e-6, "ratio is not pipeline / raw")
+    check("round 2/2 raw" in r.stderr and "round 2/2 pipeline" in r.stderr,
+          "no progress lines: %r" % r.stderr)
+
+    # The text summary.
+    r = run("bench", "--events", "500", "--rounds", "1", "--no-raw", "--quiet", timeout=120)
+    check(r.returncode == 0, "bench --no-raw exit %d: %s" % (r.returncode, r.stderr))
+    check("pipeline" in r.stdout and "raw libzmq" not in r.stdout, "text: %r" % r.stdout)
+    check(re.search(r"^received\s+500$", r.stdout, re.M), "received line: %r" % r.stdout)
+    print("bench in process: ok")
+
+    # A running broker (`minerwatch up`) with other traffic on it: only the
+    # bench's own events count, and they land in that broker's state.
+    ingest, updates, http = free_port(), free_port(), free_port()
+    up = start("up", "--http", "127.0.0.1:%d" % http, "--ingest", "@tcp://127.0.0.1:%d" % ingest,
+               "--publish", "@tcp://127.0.0.1:%d" % updates, "--snapshot", "none", "--quiet",
+               "--demo", "--demo-rate", "50")
+    try:
+        r = run("bench", "--endpoint", ">tcp://127.0.0.1:%d" % ingest,
+                "--updates", ">tcp://127.0.0.1:%d" % updates, "--events", "1000", "--rate",
+                "2000", "--rounds", "1", "--no-raw", "--json", timeout=120)
+        check(r.returncode == 0, "bench against up: exit %d: %s" % (r.returncode, r.stderr))
+        bench_checks(json.loads(r.stdout), 1000, 1, ("pipeline",))
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/dashboard/live/status" % http,
+                                    timeout=10) as resp:
+            status = json.loads(resp.read())
+        miners = [m.get("miner") for m in status.get("miners", [])] if isinstance(
+            status.get("miners"), list) else list(status.get("miners", {}))
+        check(any(str(m).startswith("bench-") for m in miners),
+              "the bench's miner is not in the broker's state: %r" % miners)
+    finally:
+        up.terminate()
+        finish(up)
+
+    # No broker there: a clear message, exit 1, in bounded time.
+    dead = free_port()
+    r = run("bench", "--endpoint", ">tcp://127.0.0.1:%d" % dead,
+            "--updates", ">tcp://127.0.0.1:%d" % dead, "--events", "10", timeout=60)
+    check(r.returncode == 1, "bench without a broker: exit %d" % r.returncode)
+    check("nothing came back through the broker" in r.stderr, "message: %r" % r.stderr)
+    print("bench against a running broker, and without one: ok")
+
+
 CASES = {
     "help": case_help,
     "bad_usage": case_bad_usage,
@@ -509,6 +595,7 @@ CASES = {
     "malformed": case_malformed,
     "human": case_human,
     "simulate": case_simulate,
+    "bench": case_bench,
 }
 
 
