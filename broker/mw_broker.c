@@ -18,6 +18,7 @@
     catches up), because the state's rate windows assume time only grows.
 */
 #include "mw_broker.h"
+#include "mw_conf.h"
 #include "mw_publisher.h"
 
 #include <assert.h>
@@ -448,65 +449,42 @@ s_trim (char *s)
     return s;
 }
 
+//  The file's settings, one by one (mw_conf_read).
+typedef struct {
+    mw_broker_config_t *cfg;
+    bool ingest_seen;
+} s_load_t;
+
+static int
+s_load_one (void *arg, const char *key, const char *value, int line, char *errbuf,
+            size_t errbuf_size)
+{
+    s_load_t *load = (s_load_t *) arg;
+    if (strcmp (key, "ingest") == 0 && !load->ingest_seen) {
+        //  The file's ingest list replaces the default one.
+        load->cfg->ingest_count = 0;
+        load->ingest_seen = true;
+    }
+    if (!mw_broker_config_known (key)) {
+        char **names = mw_conf_names_from_usage (mw_broker_config_usage);
+        const char *near = mw_conf_suggest (names, key);
+        if (near)
+            s_fmt (errbuf, errbuf_size, "unknown key '%s' (did you mean '%s'?)", key, near);
+        else
+            s_fmt (errbuf, errbuf_size, "unknown key '%s' (see minerwatch-broker --help)", key);
+        mw_conf_names_free (&names);
+        return -1;
+    }
+    return mw_broker_config_set (load->cfg, key, value, errbuf, errbuf_size);
+}
+
 int
 mw_broker_config_load (mw_broker_config_t *cfg, const char *path, char *errbuf, size_t errbuf_size)
 {
     assert (cfg);
     assert (path);
-    FILE *file = fopen (path, "r");
-    if (!file) {
-        s_fmt (errbuf, errbuf_size, "cannot read config file %s: %s", path, strerror (errno));
-        return -1;
-    }
-    char line[4096];
-    int lineno = 0;
-    int rc = 0;
-    bool ingest_seen = false;
-    while (fgets (line, sizeof (line), file)) {
-        lineno++;
-        size_t len = strlen (line);
-        if (len == sizeof (line) - 1 && line[len - 1] != '\n') {
-            s_fmt (errbuf, errbuf_size, "%s:%d: line longer than %zu bytes", path, lineno,
-                   sizeof (line) - 2);
-            rc = -1;
-            break;
-        }
-        char *text = s_trim (line);
-        if (!*text || *text == '#')
-            continue;
-        char *eq = strchr (text, '=');
-        if (!eq) {
-            s_fmt (errbuf, errbuf_size, "%s:%d: expected 'key = value', got '%.60s'", path, lineno,
-                   text);
-            rc = -1;
-            break;
-        }
-        *eq = 0;
-        char *key = s_trim (text);
-        char *value = s_trim (eq + 1);
-        size_t vlen = strlen (value);
-        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
-            value[vlen - 1] = 0;
-            value++;
-        }
-        if (strcmp (key, "ingest") == 0 && !ingest_seen) {
-            //  The file's ingest list replaces the default one.
-            cfg->ingest_count = 0;
-            ingest_seen = true;
-        }
-        char err[512];
-        if (mw_broker_config_set (cfg, key, value, err, sizeof (err))) {
-            s_fmt (errbuf, errbuf_size, "%s:%d: %s", path, lineno, err);
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && ferror (file)) {
-        s_fmt (errbuf, errbuf_size, "cannot read config file %s: %s", path, strerror (errno));
-        rc = -1;
-    }
-    fclose (file);
-    return rc;
+    s_load_t load = {cfg, false};
+    return mw_conf_read (path, s_load_one, &load, NULL, errbuf, errbuf_size);
 }
 
 int

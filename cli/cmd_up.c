@@ -18,6 +18,7 @@
 */
 #include "mw_broker.h"
 #include "mw_cli.h"
+#include "mw_conf.h"
 #include "mw_http.h"
 #include "mw_mirror.h"
 #include "mw_sim.h"
@@ -50,7 +51,8 @@ typedef struct {
     mw_http_config_t http;
     char publish[MW_BROKER_ENDPOINT_MAX];  //  --publish, "" = inproc only
     char snapshot[MW_BROKER_ENDPOINT_MAX]; //  --snapshot, "" = inproc only
-    bool ingest_given;
+    int ingest_pass; //  1: the file set --ingest, 2: a flag did (each replaces what was before)
+    int pass;        //  1: reading the config file, 2: the flags
     bool demo;
     double demo_rate;
     uint64_t demo_miners;
@@ -88,14 +90,19 @@ s_help (FILE *out)
              "  --demo-rate N           demo events per second, all miners (default %g)\n"
              "  --demo-miners K         simulated miners (default %d)\n"
              "  --demo-seed N           seed of the demo's generator (default: random)\n"
+             "  --config FILE           read options from FILE first: `key = value` lines,\n"
+             "                          keys without the dashes, '#' comments; flags given\n"
+             "                          here override it (`minerwatch config check FILE\n"
+             "                          --for up` validates one)\n"
              "  --quiet                 log only warnings and errors\n"
              "  --verbose               log snapshots, link changes, libwebsockets notices\n"
              "  -h, --help              show this help and exit\n"
              "\n"
              "HTTP options, as minerwatch-gateway's: --auth-token TOKEN, --basic-auth\n"
-             "USER:PASS, --insecure (serve a non-loopback address without auth),\n"
-             "--open-metrics, --cors ORIGIN, --tls-cert FILE, --tls-key FILE, --max-clients N,\n"
-             "--ring-frames N, --ring-bytes N, --client-max-unsent N, --snapshot-events N,\n"
+             "USER:PASS, --auth-token-file FILE, --basic-auth-file FILE, --insecure (serve\n"
+             "a non-loopback address without auth), --open-metrics, --cors ORIGIN,\n"
+             "--tls-cert FILE, --tls-key FILE, --max-clients N, --ring-frames N,\n"
+             "--ring-bytes N, --client-max-unsent N, --snapshot-events N,\n"
              "--keepalive S, --max-header BYTES; the mirror's --heartbeat-timeout MS and\n"
              "--render-interval MS (see minerwatch-gateway --help).\n"
              "Bounds of the state, as minerwatch-broker's: --recent-events N, --task-history N,\n"
@@ -150,26 +157,49 @@ s_endpoint_at (const char *list, int n, char *ep, size_t size)
 }
 
 static int
-s_set_endpoint (char *dest, size_t size, const char *name, const char *value)
+s_set_endpoint (char *dest, size_t size, const char *name, const char *value, char *err,
+                size_t err_size)
 {
     if (strcmp (value, "none") == 0) {
         dest[0] = 0;
         return 0;
     }
     const char *why;
-    if (mw_cli_check_endpoints (value, &why) != 0)
-        return mw_cli_usage (S_NAME, "invalid --%s '%s': %s", name, value, why);
+    if (mw_cli_check_endpoints (value, &why) != 0) {
+        snprintf (err, err_size, "invalid --%s '%s': %s", name, value, why);
+        return -1;
+    }
     //  Room for the inproc endpoint put in front of it.
-    if (strlen (value) + sizeof (S_SNAPSHOT_INPROC) + 2 > size)
-        return mw_cli_usage (S_NAME, "--%s: '%s' is too long", name, value);
+    if (strlen (value) + sizeof (S_SNAPSHOT_INPROC) + 2 > size) {
+        snprintf (err, err_size, "--%s: '%s' is too long", name, value);
+        return -1;
+    }
     snprintf (dest, size, "%s", value);
     return 0;
 }
 
-//  Parse argv (argv[0] is "up"). Return 0, -1 after --help, or MW_CLI_USAGE.
-static int
-s_parse (s_opts_t *opts, int argc, char **argv)
+//  Return true if name is an option of `up`; *is_bool_p tells whether it
+//  takes no value on the command line.
+static bool
+s_known (const char *name, bool *is_bool_p)
 {
+    *is_bool_p = false;
+    if (!strcmp (name, "demo") || !strcmp (name, "quiet") || !strcmp (name, "verbose")) {
+        *is_bool_p = true;
+        return true;
+    }
+    if (mw_http_config_known (name, is_bool_p))
+        return true;
+    return !strcmp (name, "ingest") || !strcmp (name, "publish") || !strcmp (name, "snapshot") ||
+           !strcmp (name, "demo-rate") || !strcmp (name, "demo-miners") ||
+           !strcmp (name, "demo-seed") || (mw_broker_config_known (name) && !s_broker_own (name)) ||
+           (mw_mirror_config_known (name) && strcmp (name, "updates") != 0);
+}
+
+static void
+s_defaults (s_opts_t *opts)
+{
+    memset (opts, 0, sizeof (*opts));
     mw_broker_config_default (&opts->broker);
     mw_mirror_config_default (&opts->mirror);
     mw_http_config_default (&opts->http);
@@ -178,110 +208,109 @@ s_parse (s_opts_t *opts, int argc, char **argv)
     snprintf (opts->snapshot, sizeof (opts->snapshot), "%s", MW_BROKER_SNAPSHOT_DEFAULT);
     opts->demo_rate = S_DEMO_RATE;
     opts->demo_miners = S_DEMO_MINERS;
+}
 
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp (arg, "-h") == 0 || strcmp (arg, "--help") == 0) {
-            s_help (stdout);
+//  Apply one option: a flag (line 0) or a line of the --config file.
+//  Return 0, or -1 with a message in err.
+static int
+s_apply (void *arg, const char *name, const char *value, int line, char *err, size_t err_size)
+{
+    s_opts_t *opts = (s_opts_t *) arg;
+    bool is_bool;
+    if (!strncmp (name, "curve-", 6)) {
+        snprintf (err, err_size,
+                  "'%s': CURVE is for brokers and gateways on separate machines; run "
+                  "minerwatch-broker and minerwatch-gateway",
+                  name);
+        return -1;
+    }
+    if (!s_known (name, &is_bool)) {
+        char **names = mw_conf_names_from_usage (s_help);
+        const char *near = mw_conf_suggest (names, name);
+        const char *dashes = line ? "" : "--"; //  a key of the file, or a flag
+        snprintf (err, err_size, "unknown %s '%s%s'%s%s%s%s", line ? "key" : "option", dashes, name,
+                  near ? " (did you mean '" : "", near ? dashes : "", near ? near : "",
+                  near ? "'?)" : "");
+        mw_conf_names_free (&names);
+        return -1;
+    }
+    if (!strcmp (name, "demo") || !strcmp (name, "quiet") || !strcmp (name, "verbose")) {
+        bool on;
+        if (mw_conf_parse_bool (value, &on) != 0) {
+            snprintf (err, err_size, "--%s '%s': expected true or false", name, value);
             return -1;
         }
-        if (strncmp (arg, "--", 2) != 0 || !arg[2])
-            return mw_cli_usage (S_NAME, "unexpected argument '%s'", arg);
-        char name[64];
-        const char *eq = strchr (arg + 2, '=');
-        size_t len = eq ? (size_t) (eq - arg - 2) : strlen (arg + 2);
-        if (len >= sizeof (name))
-            return mw_cli_usage (S_NAME, "unknown option '%s'", arg);
-        memcpy (name, arg + 2, len);
-        name[len] = 0;
-        const char *value = eq ? eq + 1 : NULL;
-
-        //  Flags without a value.
-        bool http_bool = false;
-        bool for_http = mw_http_config_known (name, &http_bool);
-        if (!strcmp (name, "demo") || !strcmp (name, "quiet") || !strcmp (name, "verbose")) {
-            if (value)
-                return mw_cli_usage (S_NAME, "option '--%s' takes no value", name);
-            if (!strcmp (name, "demo"))
-                opts->demo = true;
-            else {
-                bool verbose = !strcmp (name, "verbose");
-                opts->broker.verbose = opts->mirror.verbose = opts->http.verbose = verbose;
-                opts->broker.quiet = opts->mirror.quiet = opts->http.quiet = !verbose;
-                opts->quiet = !verbose;
-            }
-            continue;
+        if (!strcmp (name, "demo"))
+            opts->demo = on;
+        else if (on) {
+            bool verbose = !strcmp (name, "verbose");
+            opts->broker.verbose = opts->mirror.verbose = opts->http.verbose = verbose;
+            opts->broker.quiet = opts->mirror.quiet = opts->http.quiet = !verbose;
+            opts->quiet = !verbose;
         }
-        if (!strncmp (name, "curve-", 6))
-            return mw_cli_usage (S_NAME,
-                                 "'--%s': CURVE is for brokers and gateways on separate "
-                                 "machines; run minerwatch-broker and minerwatch-gateway",
-                                 name);
-        bool known = for_http || !strcmp (name, "ingest") || !strcmp (name, "publish") ||
-                     !strcmp (name, "snapshot") || !strcmp (name, "demo-rate") ||
-                     !strcmp (name, "demo-miners") || !strcmp (name, "demo-seed") ||
-                     (mw_broker_config_known (name) && !s_broker_own (name)) ||
-                     (mw_mirror_config_known (name) && strcmp (name, "updates") != 0);
-        if (!known)
-            return mw_cli_usage (S_NAME, "unknown option '%s'", arg);
-        if (!value && !http_bool) {
-            if (i + 1 >= argc)
-                return mw_cli_usage (S_NAME, "option '--%s' needs a value", name);
-            value = argv[++i];
-        }
-
-        char err[512];
-        if (!strcmp (name, "ingest")) {
-            if (!opts->ingest_given)
-                opts->broker.ingest_count = 0; //  flags replace the default
-            opts->ingest_given = true;
-            const char *why;
-            if (mw_cli_check_endpoints (value, &why) != 0)
-                return mw_cli_usage (S_NAME, "invalid --ingest '%s': %s", value, why);
-            if (mw_broker_config_set (&opts->broker, name, value, err, sizeof (err)) != 0)
-                return mw_cli_usage (S_NAME, "%s", err);
-        }
-        else if (!strcmp (name, "publish")) {
-            int rc = s_set_endpoint (opts->publish, sizeof (opts->publish), name, value);
-            if (rc)
-                return rc;
-        }
-        else if (!strcmp (name, "snapshot")) {
-            int rc = s_set_endpoint (opts->snapshot, sizeof (opts->snapshot), name, value);
-            if (rc)
-                return rc;
-        }
-        else if (!strcmp (name, "demo-rate")) {
-            if (mw_cli_parse_double (value, 0.001, 1e6, &opts->demo_rate) != 0)
-                return mw_cli_usage (S_NAME,
-                                     "invalid --demo-rate '%s': expected events per second from "
-                                     "0.001 to 1000000",
-                                     value);
-        }
-        else if (!strcmp (name, "demo-miners")) {
-            if (mw_cli_parse_uint (value, 1, 100, &opts->demo_miners) != 0)
-                return mw_cli_usage (
-                    S_NAME, "invalid --demo-miners '%s': expected a whole number from 1 to 100",
-                    value);
-        }
-        else if (!strcmp (name, "demo-seed")) {
-            if (mw_cli_parse_uint (value, 0, UINT64_MAX, &opts->demo_seed) != 0)
-                return mw_cli_usage (S_NAME, "invalid --demo-seed '%s': expected a whole number",
-                                     value);
-            opts->demo_seed_given = true;
-        }
-        else if (for_http) {
-            if (mw_http_config_set (&opts->http, name, value, err, sizeof (err)) != 0)
-                return mw_cli_usage (S_NAME, "%s", err);
-        }
-        else if (mw_mirror_config_known (name)) {
-            if (mw_mirror_config_set (&opts->mirror, name, value, err, sizeof (err)) != 0)
-                return mw_cli_usage (S_NAME, "%s", err);
-        }
-        else if (mw_broker_config_set (&opts->broker, name, value, err, sizeof (err)) != 0)
-            return mw_cli_usage (S_NAME, "%s", err);
+        else if (!strcmp (name, "verbose"))
+            opts->broker.verbose = opts->mirror.verbose = opts->http.verbose = false;
+        else
+            opts->broker.quiet = opts->mirror.quiet = opts->http.quiet = opts->quiet = false;
+        return 0;
     }
+    if (!value && !is_bool) {
+        snprintf (err, err_size, "--%s needs a value", name);
+        return -1;
+    }
+    if (!strcmp (name, "ingest")) {
+        if (opts->ingest_pass != opts->pass)
+            opts->broker.ingest_count = 0; //  the file's list, then the flags', replace
+        opts->ingest_pass = opts->pass;
+        const char *why;
+        if (mw_cli_check_endpoints (value, &why) != 0) {
+            snprintf (err, err_size, "invalid --ingest '%s': %s", value, why);
+            return -1;
+        }
+        return mw_broker_config_set (&opts->broker, name, value, err, err_size);
+    }
+    if (!strcmp (name, "publish"))
+        return s_set_endpoint (opts->publish, sizeof (opts->publish), name, value, err, err_size);
+    if (!strcmp (name, "snapshot"))
+        return s_set_endpoint (opts->snapshot, sizeof (opts->snapshot), name, value, err, err_size);
+    if (!strcmp (name, "demo-rate")) {
+        if (mw_cli_parse_double (value, 0.001, 1e6, &opts->demo_rate) != 0) {
+            snprintf (err, err_size,
+                      "invalid --demo-rate '%s': expected events per second from 0.001 to "
+                      "1000000",
+                      value);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp (name, "demo-miners")) {
+        if (mw_cli_parse_uint (value, 1, 100, &opts->demo_miners) != 0) {
+            snprintf (err, err_size,
+                      "invalid --demo-miners '%s': expected a whole number from 1 to 100", value);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp (name, "demo-seed")) {
+        if (mw_cli_parse_uint (value, 0, UINT64_MAX, &opts->demo_seed) != 0) {
+            snprintf (err, err_size, "invalid --demo-seed '%s': expected a whole number", value);
+            return -1;
+        }
+        opts->demo_seed_given = true;
+        return 0;
+    }
+    if (mw_http_config_known (name, NULL))
+        return mw_http_config_set (&opts->http, name, value, err, err_size);
+    if (mw_mirror_config_known (name))
+        return mw_mirror_config_set (&opts->mirror, name, value, err, err_size);
+    return mw_broker_config_set (&opts->broker, name, value, err, err_size);
+}
 
+//  After the file and the flags: the inproc endpoints and the checks of
+//  the whole. Return 0, or -1 with a message in err.
+static int
+s_finish (s_opts_t *opts, char *err, size_t err_size)
+{
     //  The broker serves its update stream and snapshots on inproc for the
     //  mirror, and where --publish and --snapshot say.
     int n = snprintf (opts->broker.publish, sizeof (opts->broker.publish),
@@ -289,16 +318,17 @@ s_parse (s_opts_t *opts, int argc, char **argv)
     int m = snprintf (opts->broker.snapshot, sizeof (opts->broker.snapshot),
                       "@" S_SNAPSHOT_INPROC "%s%s", opts->snapshot[0] ? "," : "", opts->snapshot);
     if (n < 0 || m < 0 || (size_t) n >= sizeof (opts->broker.publish) ||
-        (size_t) m >= sizeof (opts->broker.snapshot))
-        return mw_cli_usage (S_NAME, "--publish or --snapshot is too long");
+        (size_t) m >= sizeof (opts->broker.snapshot)) {
+        snprintf (err, err_size, "--publish or --snapshot is too long");
+        return -1;
+    }
     snprintf (opts->mirror.updates, sizeof (opts->mirror.updates), ">" S_UPDATES_INPROC);
     snprintf (opts->mirror.snapshot, sizeof (opts->mirror.snapshot), ">" S_SNAPSHOT_INPROC);
 
-    char err[1024];
-    if (mw_broker_config_check (&opts->broker, err, sizeof (err)) != 0 ||
-        mw_mirror_config_check (&opts->mirror, err, sizeof (err)) != 0 ||
-        mw_http_config_check (&opts->http, err, sizeof (err)) != 0)
-        return mw_cli_usage (S_NAME, "%s", err);
+    if (mw_broker_config_check (&opts->broker, err, err_size) != 0 ||
+        mw_mirror_config_check (&opts->mirror, err, err_size) != 0 ||
+        mw_http_config_check (&opts->http, err, err_size) != 0)
+        return -1;
     if (opts->demo) {
         //  A bound tcp:// or ipc:// endpoint ('@' or no prefix) for the
         //  demo's publishers, which have their own ZeroMQ context.
@@ -310,11 +340,117 @@ s_parse (s_opts_t *opts, int argc, char **argv)
                 if (!strncmp (t, "tcp://", 6) || !strncmp (t, "ipc://", 6))
                     binds = true;
             }
-        if (!binds)
-            return mw_cli_usage (S_NAME, "--demo needs an --ingest endpoint that binds tcp:// or "
-                                         "ipc:// (e.g. " MW_BROKER_INGEST_DEFAULT ")");
+        if (!binds) {
+            snprintf (err, err_size,
+                      "--demo needs an --ingest endpoint that binds tcp:// or "
+                      "ipc:// (e.g. " MW_BROKER_INGEST_DEFAULT ")");
+            return -1;
+        }
     }
     return 0;
+}
+
+//  Parse argv (argv[0] is "up"): the --config file first, then the flags
+//  over it. Return 0, -1 after --help, or MW_CLI_USAGE.
+static int
+s_parse (s_opts_t *opts, int argc, char **argv)
+{
+    s_defaults (opts);
+    typedef struct {
+        char name[64];
+        const char *value;
+    } s_flag_t;
+    s_flag_t *flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));
+    if (!flags)
+        return mw_cli_usage (S_NAME, "out of memory");
+    size_t count = 0;
+    const char *config = NULL;
+    int rc = 0;
+    char err[1024];
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp (arg, "-h") == 0 || strcmp (arg, "--help") == 0) {
+            s_help (stdout);
+            rc = -1;
+            goto done;
+        }
+        if (strncmp (arg, "--", 2) != 0 || !arg[2]) {
+            rc = mw_cli_usage (S_NAME, "unexpected argument '%s'", arg);
+            goto done;
+        }
+        s_flag_t *flag = &flags[count];
+        const char *eq = strchr (arg + 2, '=');
+        size_t len = eq ? (size_t) (eq - arg - 2) : strlen (arg + 2);
+        if (len >= sizeof (flag->name)) {
+            rc = mw_cli_usage (S_NAME, "unknown option '%s'", arg);
+            goto done;
+        }
+        memcpy (flag->name, arg + 2, len);
+        flag->name[len] = 0;
+        flag->value = eq ? eq + 1 : NULL;
+        bool is_bool = false;
+        if (strcmp (flag->name, "config") != 0 && !s_known (flag->name, &is_bool)) {
+            s_apply (opts, flag->name, NULL, 0, err, sizeof (err));
+            rc = mw_cli_usage (S_NAME, "%s", err);
+            goto done;
+        }
+        if (is_bool && flag->value && !mw_http_config_known (flag->name, NULL)) {
+            rc = mw_cli_usage (S_NAME, "option '--%s' takes no value", flag->name);
+            goto done;
+        }
+        if (!flag->value && !is_bool) {
+            if (i + 1 >= argc) {
+                rc = mw_cli_usage (S_NAME, "option '--%s' needs a value", flag->name);
+                goto done;
+            }
+            flag->value = argv[++i];
+        }
+        if (!strcmp (flag->name, "config"))
+            config = flag->value; //  the last one counts
+        else
+            count++;
+    }
+    opts->pass = 1;
+    if (config && mw_conf_read (config, s_apply, opts, NULL, err, sizeof (err)) != 0) {
+        fprintf (stderr, "minerwatch up: %s\n", err);
+        rc = MW_CLI_USAGE;
+        goto done;
+    }
+    opts->pass = 2;
+    for (size_t i = 0; i < count; i++)
+        if (s_apply (opts, flags[i].name, flags[i].value, 0, err, sizeof (err)) != 0) {
+            rc = mw_cli_usage (S_NAME, "%s", err);
+            goto done;
+        }
+    if (s_finish (opts, err, sizeof (err)) != 0)
+        rc = mw_cli_usage (S_NAME, "%s", err);
+done:
+    free (flags);
+    return rc;
+}
+
+//  `minerwatch config check --for up` (cmd_config.c): read path as `up
+//  --config path` would, print each error on report. Return the number of
+//  errors, or -1 with a message in err if the file cannot be read.
+int mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size);
+
+int
+mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size)
+{
+    s_opts_t *opts = malloc (sizeof (s_opts_t));
+    if (!opts) {
+        snprintf (err, err_size, "out of memory");
+        return -1;
+    }
+    s_defaults (opts);
+    opts->pass = 1;
+    int errors = mw_conf_read (path, s_apply, opts, report, err, err_size);
+    if (errors == 0 && s_finish (opts, err, err_size) != 0) {
+        fprintf (report, "%s: %s\n", path, err);
+        errors = 1;
+    }
+    free (opts);
+    return errors;
 }
 
 //  Check that the HTTP address is free before libwebsockets tries it, to

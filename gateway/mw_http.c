@@ -22,6 +22,7 @@
 */
 #define _GNU_SOURCE
 #include "mw_http.h"
+#include "mw_conf.h"
 
 #include <libwebsockets.h>
 
@@ -324,6 +325,8 @@ static const struct {
     {"http", false},
     {"auth-token", false},
     {"basic-auth", false},
+    {"auth-token-file", false},
+    {"basic-auth-file", false},
     {"cors", false},
     {"tls-cert", false},
     {"tls-key", false},
@@ -462,6 +465,22 @@ mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, c
         return s_copy_opt (cfg->auth_token, sizeof (cfg->auth_token), key, value, errbuf,
                            errbuf_size);
     }
+    if (!strcmp (key, "auth-token-file") || !strcmp (key, "basic-auth-file")) {
+        //  The secret comes from a file (mw_conf_read_secret), then goes
+        //  through the checks of the option itself.
+        char secret[MW_HTTP_SECRET_MAX];
+        if (mw_conf_read_secret (key, value, secret, sizeof (secret), errbuf, errbuf_size))
+            return -1;
+        bool token = !strcmp (key, "auth-token-file");
+        int rc = mw_http_config_set (cfg, token ? "auth-token" : "basic-auth", secret, errbuf,
+                                     errbuf_size);
+        if (rc && errbuf && errbuf_size)
+            //  Never echo the secret: name the file.
+            snprintf (errbuf, errbuf_size, "--%s: %s does not hold %s", key, value,
+                      token ? "a token" : "USER:PASS");
+        memset (secret, 0, sizeof (secret));
+        return rc;
+    }
     if (!strcmp (key, "basic-auth")) {
         if (!strchr (value, ':') || value[0] == ':') {
             s_err (errbuf, errbuf_size, "--basic-auth: expected USER:PASS");
@@ -575,6 +594,9 @@ mw_http_config_usage (FILE *out)
              "                            port 0 picks a free port)\n"
              "  --auth-token TOKEN        require 'Authorization: Bearer TOKEN' or ?token=TOKEN\n"
              "  --basic-auth USER:PASS    require HTTP basic authentication (either one passes)\n"
+             "  --auth-token-file FILE    read --auth-token from FILE (mode 600: its whole\n"
+             "                            content, less a final newline)\n"
+             "  --basic-auth-file FILE    read --basic-auth USER:PASS from FILE, the same way\n"
              "  --insecure                allow a non-loopback address without authentication\n"
              "  --open-metrics            serve /metrics and /healthz without authentication\n"
              "  --cors ORIGIN             send CORS headers for ORIGIN (or *); none by default\n"
