@@ -22,6 +22,7 @@
 */
 #define _GNU_SOURCE
 #include "mw_http.h"
+#include "mw_httpparse.h"
 #include "mw_conf.h"
 
 #include <libwebsockets.h>
@@ -215,39 +216,6 @@ s_name (const mw_http_t *self)
     return self->cfg.log_name ? self->cfg.log_name : "minerwatch-gateway";
 }
 
-//  Compare two secrets in time that depends on their lengths only.
-static bool
-s_secret_equal (const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen > blen ? alen : blen;
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = i < alen ? (unsigned char) a[i] : 0;
-        unsigned char y = i < blen ? (unsigned char) b[i] : 0;
-        diff |= (unsigned) (x ^ y);
-    }
-    return diff == 0;
-}
-
-//  Parse a decimal uint64 (digits only, no sign, no overflow).
-static int
-s_parse_u64 (const char *s, uint64_t *out)
-{
-    if (!*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        unsigned d = (unsigned) (*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 //  --------------------------------------------------------------------------
 //  Blobs
 
@@ -398,7 +366,7 @@ s_parse_listen (mw_http_config_t *cfg, const char *value, char *errbuf, size_t e
     if (host_len >= sizeof (cfg->host))
         goto bad;
     uint64_t port;
-    if (s_parse_u64 (colon + 1, &port) != 0 || port > 65535)
+    if (mw_http_parse_u64 (colon + 1, &port) != 0 || port > 65535)
         goto bad;
     memcpy (cfg->host, host, host_len);
     cfg->host[host_len] = 0;
@@ -417,7 +385,7 @@ s_parse_bound (const char *key, const char *value, uint64_t min, uint64_t max, u
                char *errbuf, size_t errbuf_size)
 {
     uint64_t v;
-    if (s_parse_u64 (value, &v) != 0 || v < min || v > max) {
+    if (mw_http_parse_u64 (value, &v) != 0 || v < min || v > max) {
         s_err (errbuf, errbuf_size,
                "--%s '%s': expected a whole number from %" PRIu64 " to %" PRIu64, key, value, min,
                max);
@@ -1484,24 +1452,16 @@ s_response_write (mw_http_t *self, s_conn_t *c)
 //  --------------------------------------------------------------------------
 //  Requests
 
-typedef struct {
-    bool has_since, has_limit, has_last_id, has_token;
-    uint64_t since, limit, last_id;
-    char token[MW_HTTP_SECRET_MAX];
-    //  SSE filters, copied into the connection if the request is SSE
-    char types[MW_HTTP_TYPES_MAX * (MW_MAX_TYPE + 1)];
-    int type_count;
-    char miner[MW_MAX_MINER + 1];
-    bool has_miner;
-    char task_id[MW_MAX_TASK_ID + 1];
-    bool has_task_id;
-} s_query_t;
+//  The parameters of a request (parsed by mw_httpparse).
+typedef mw_http_query_t s_query_t;
+_Static_assert (MW_HTTPPARSE_TYPES_MAX == MW_HTTP_TYPES_MAX, "one limit of ?types=");
+_Static_assert (MW_HTTPPARSE_SECRET_MAX == MW_HTTP_SECRET_MAX, "one limit of a secret");
 
 //  Parse the query string. Return 0, or -1 with a message for a 400.
 static int
 s_query_parse (mw_http_t *self, struct lws *wsi, s_query_t *q, char *msg, size_t msg_size)
 {
-    memset (q, 0, sizeof (*q));
+    mw_http_query_init (q);
     size_t size = self->cfg.max_header + 1;
     char *arg = (char *) malloc (size);
     if (!arg) {
@@ -1513,98 +1473,8 @@ s_query_parse (mw_http_t *self, struct lws *wsi, s_query_t *q, char *msg, size_t
         int len = lws_hdr_copy_fragment (wsi, arg, (int) size, WSI_TOKEN_HTTP_URI_ARGS, i);
         if (len < 0)
             break;
-        char *eq = strchr (arg, '=');
-        const char *value = eq ? eq + 1 : "";
-        if (eq)
-            *eq = 0;
-        const char *name = arg;
-        bool dup = false;
-        if (!strcmp (name, "since")) {
-            dup = q->has_since;
-            q->has_since = true;
-            if (s_parse_u64 (value, &q->since) != 0) {
-                s_err (msg, msg_size, "since: expected a broker id (a whole number)");
-                goto done;
-            }
-        }
-        else if (!strcmp (name, "limit")) {
-            dup = q->has_limit;
-            q->has_limit = true;
-            if (s_parse_u64 (value, &q->limit) != 0) {
-                s_err (msg, msg_size, "limit: expected a whole number of events");
-                goto done;
-            }
-        }
-        else if (!strcmp (name, "last_event_id")) {
-            dup = q->has_last_id;
-            q->has_last_id = true;
-            if (s_parse_u64 (value, &q->last_id) != 0) {
-                s_err (msg, msg_size, "last_event_id: expected a broker id (a whole number)");
-                goto done;
-            }
-        }
-        else if (!strcmp (name, "token")) {
-            dup = q->has_token;
-            q->has_token = true;
-            snprintf (q->token, sizeof (q->token), "%s", value);
-        }
-        else if (!strcmp (name, "types")) {
-            dup = q->type_count > 0;
-            const char *p = value;
-            size_t used = 0;
-            while (*p) {
-                const char *comma = strchr (p, ',');
-                size_t n = comma ? (size_t) (comma - p) : strlen (p);
-                if (n == 0 || n > MW_MAX_TYPE || q->type_count == MW_HTTP_TYPES_MAX) {
-                    s_err (msg, msg_size,
-                           "types: expected up to %d comma-separated type prefixes of 1 to %d "
-                           "characters",
-                           MW_HTTP_TYPES_MAX, MW_MAX_TYPE);
-                    goto done;
-                }
-                for (size_t k = 0; k < n; k++)
-                    if ((unsigned char) p[k] <= ' ' || (unsigned char) p[k] >= 0x7f) {
-                        s_err (msg, msg_size, "types: a type name is printable ASCII");
-                        goto done;
-                    }
-                memcpy (q->types + used, p, n);
-                q->types[used + n] = 0;
-                used += n + 1;
-                q->type_count++;
-                p += n + (comma ? 1 : 0);
-                if (comma && !*p) {
-                    s_err (msg, msg_size, "types: empty entry");
-                    goto done;
-                }
-            }
-            if (q->type_count == 0) {
-                s_err (msg, msg_size, "types: expected at least one type prefix");
-                goto done;
-            }
-        }
-        else if (!strcmp (name, "miner")) {
-            dup = q->has_miner;
-            q->has_miner = true;
-            if (strlen (value) > MW_MAX_MINER) {
-                s_err (msg, msg_size, "miner: at most %d bytes", MW_MAX_MINER);
-                goto done;
-            }
-            snprintf (q->miner, sizeof (q->miner), "%s", value);
-        }
-        else if (!strcmp (name, "task_id")) {
-            dup = q->has_task_id;
-            q->has_task_id = true;
-            if (strlen (value) > MW_MAX_TASK_ID) {
-                s_err (msg, msg_size, "task_id: at most %d bytes", MW_MAX_TASK_ID);
-                goto done;
-            }
-            snprintf (q->task_id, sizeof (q->task_id), "%s", value);
-        }
-        //  Other names (cache busters such as _=123) are ignored.
-        if (dup) {
-            s_err (msg, msg_size, "%s: given twice", name);
+        if (mw_http_query_arg (q, arg, msg, msg_size) != 0)
             goto done;
-        }
     }
     rc = 0;
 done:
@@ -1619,30 +1489,10 @@ s_authorized (mw_http_t *self, struct lws *wsi, const s_query_t *q)
     const mw_http_config_t *cfg = &self->cfg;
     if (!cfg->auth_token[0] && !cfg->basic_auth[0])
         return true;
-    if (cfg->auth_token[0] && q->has_token &&
-        s_secret_equal (q->token, strlen (q->token), cfg->auth_token, strlen (cfg->auth_token)))
-        return true;
     char header[MW_HTTP_SECRET_MAX * 2];
     int len = lws_hdr_copy (wsi, header, (int) sizeof (header), WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (len <= 0)
-        return false;
-    if (cfg->auth_token[0] && strncasecmp (header, "Bearer ", 7) == 0) {
-        const char *token = header + 7;
-        while (*token == ' ')
-            token++;
-        return s_secret_equal (token, strlen (token), cfg->auth_token, strlen (cfg->auth_token));
-    }
-    if (cfg->basic_auth[0] && strncasecmp (header, "Basic ", 6) == 0) {
-        const char *b64 = header + 6;
-        while (*b64 == ' ')
-            b64++;
-        char plain[MW_HTTP_SECRET_MAX + 4];
-        int n = lws_b64_decode_string (b64, plain, (int) sizeof (plain));
-        if (n <= 0)
-            return false;
-        return s_secret_equal (plain, (size_t) n, cfg->basic_auth, strlen (cfg->basic_auth));
-    }
-    return false;
+    return mw_http_authorized (cfg->auth_token, cfg->basic_auth, q->has_token ? q->token : NULL,
+                               len > 0 ? header : NULL);
 }
 
 static int
@@ -1809,9 +1659,7 @@ s_last_event_id (struct lws *wsi, uint64_t *id)
     int len = lws_hdr_custom_copy (wsi, value, (int) sizeof (value), "last-event-id:", 14);
     if (len < 0)
         return lws_hdr_custom_length (wsi, "last-event-id:", 14) > 0 ? -1 : 0;
-    if (len == 0)
-        return 0;
-    return s_parse_u64 (value, id) == 0 ? 1 : -1;
+    return mw_http_last_event_id (value, id);
 }
 
 static int
