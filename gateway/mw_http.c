@@ -22,6 +22,7 @@
 */
 #define _GNU_SOURCE
 #include "mw_http.h"
+#include "mw_dashboard.h"
 #include "mw_httpparse.h"
 #include "mw_conf.h"
 
@@ -1305,7 +1306,7 @@ s_count (mw_http_t *self, unsigned status)
 
 #define S_CSP_JSON "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 #define S_CSP_HTML                                                                                 \
-    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src "        \
+    "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src "  \
     "'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 static int
@@ -1514,42 +1515,6 @@ s_respond_unauthorized (mw_http_t *self, s_conn_t *c)
                             extra);
 }
 
-static const char s_dashboard_html[] =
-    "<!DOCTYPE html>\n"
-    "<html lang=\"en\">\n"
-    "<head>\n"
-    "<meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    "<title>minerwatch</title>\n"
-    "</head>\n"
-    "<body>\n"
-    "<h1>minerwatch</h1>\n"
-    "<p>The live dashboard page arrives in a later release. This gateway already serves "
-    "its data:</p>\n"
-    "<ul>\n"
-    "<li><a href=\"/api/dashboard/live\">/api/dashboard/live</a> &mdash; Server-Sent Events: "
-    "a snapshot, then every event as it happens</li>\n"
-    "<li><a href=\"/api/dashboard/live/status\">/api/dashboard/live/status</a> &mdash; the "
-    "same state as JSON, for polling</li>\n"
-    "<li><a href=\"/metrics\">/metrics</a> &mdash; Prometheus metrics</li>\n"
-    "<li><a href=\"/healthz\">/healthz</a> &mdash; liveness and the broker link</li>\n"
-    "</ul>\n"
-    "</body>\n"
-    "</html>\n";
-
-static int
-s_serve_dashboard (mw_http_t *self, s_conn_t *c)
-{
-    mw_buf_reset (&c->own);
-    mw_buf_append (&c->own, s_dashboard_html, sizeof (s_dashboard_html) - 1);
-    if (c->own.failed)
-        return -1;
-    c->seg[0] = (s_seg_t){NULL, 0, c->own.len};
-    c->seg_count = 1;
-    static const char *const extra[] = {"cache-control:", "no-cache", NULL};
-    return s_respond (self, c, 200, "text/html; charset=utf-8", extra, S_CSP_HTML);
-}
-
 static bool
 s_etag_matches (struct lws *wsi, const char *etag)
 {
@@ -1560,6 +1525,29 @@ s_etag_matches (struct lws *wsi, const char *etag)
     if (strcmp (header, "*") == 0)
         return true;
     return strstr (header, etag) != NULL;
+}
+
+//  The dashboard page and its files (gateway/dashboard/, embedded at build):
+//  static bytes with an ETag from their hash; no-cache makes a browser ask
+//  again each time, and a matching If-None-Match gets 304 without a body.
+static int
+s_serve_dashboard (mw_http_t *self, s_conn_t *c, struct lws *wsi,
+                   const mw_dashboard_asset_t *asset)
+{
+    const char *extra[] = {"etag:", asset->etag, "cache-control:", "no-cache", NULL};
+    const char *csp = strcmp (asset->path, "/api/dashboard") ? NULL : S_CSP_HTML;
+    if (s_etag_matches (wsi, asset->etag)) {
+        c->seg_count = 0;
+        c->head_only = true;
+        return s_respond (self, c, 304, asset->content_type, extra, csp);
+    }
+    mw_buf_reset (&c->own);
+    mw_buf_append (&c->own, asset->data, asset->len);
+    if (c->own.failed)
+        return -1;
+    c->seg[0] = (s_seg_t){NULL, 0, c->own.len};
+    c->seg_count = 1;
+    return s_respond (self, c, 200, asset->content_type, extra, csp);
 }
 
 static int
@@ -1824,6 +1812,12 @@ s_on_http (mw_http_t *self, s_conn_t *c, struct lws *wsi, const char *path)
     }
     bool open =
         self->cfg.open_metrics && (!strcmp (path, "/metrics") || !strcmp (path, "/healthz"));
+    //  The page needs credentials like the data; its script and style hold
+    //  no data and are served to anyone, so a page opened with ?token= (which
+    //  the browser does not repeat for them) still loads them.
+    const mw_dashboard_asset_t *asset = mw_dashboard_find (path);
+    if (asset && strcmp (path, "/api/dashboard"))
+        open = true;
     if (!open && !s_authorized (self, wsi, q)) {
         rc = s_respond_unauthorized (self, c);
         goto done;
@@ -1832,8 +1826,8 @@ s_on_http (mw_http_t *self, s_conn_t *c, struct lws *wsi, const char *path)
         rc = s_serve_live (self, c, wsi, q);
     else if (!strcmp (path, "/api/dashboard/live/status"))
         rc = s_serve_status (self, c, wsi, q);
-    else if (!strcmp (path, "/api/dashboard"))
-        rc = s_serve_dashboard (self, c);
+    else if (asset)
+        rc = s_serve_dashboard (self, c, wsi, asset);
     else if (!strcmp (path, "/metrics"))
         rc = s_serve_metrics (self, c);
     else if (!strcmp (path, "/healthz"))

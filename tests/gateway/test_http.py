@@ -8,6 +8,7 @@ and takes commands on stdin); CASE names one test below. Real sockets on
 Every wait is bounded. Exit status 0 = pass.
 """
 import base64
+import html.parser
 import http.client
 import json
 import os
@@ -794,6 +795,120 @@ def case_dashboard():
     with Harness() as h:
         code, hd, _ = request(h.port, "/api/dashboard")
         check("access-control-allow-origin" not in hd, "no CORS without --cors")
+        _dashboard_files(h.port)
+    with Harness("--auth-token", "s3cret") as h:
+        # The page needs credentials; its script and style hold no data and
+        # load without them (a page opened with ?token= gets them too).
+        code, _, _ = request(h.port, "/api/dashboard")
+        check(code == 401, "page without token: %s" % code)
+        code, _, body = request(h.port, "/api/dashboard?token=s3cret")
+        check(code == 200 and b"/api/dashboard/app.js" in body, "page with ?token=: %s" % code)
+        for path in ("/api/dashboard/app.js", "/api/dashboard/app.css"):
+            code, _, body = request(h.port, path)
+            check(code == 200 and body, "%s without token: %s" % (path, code))
+
+
+class _PageScan(html.parser.HTMLParser):
+    """What the page holds: elements by id, scripts, styles, handlers."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids = {}
+        self.scripts = []
+        self.inline = []
+        self.stylesheets = []
+        self.stats = []
+        self.options = []
+        self._in_script = False
+        self._select = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids[a["id"]] = (tag, a)
+        for name, _ in attrs:
+            if name.startswith("on") or name == "style":
+                self.inline.append("%s %s=" % (tag, name))
+        if tag == "style":
+            self.inline.append("<style>")
+        if tag == "script":
+            self.scripts.append(a.get("src"))
+            self._in_script = True
+        if tag == "link" and a.get("rel") == "stylesheet":
+            self.stylesheets.append(a.get("href"))
+        if "data-stat" in a:
+            self.stats.append(a["data-stat"])
+        if tag == "select":
+            self._select = a.get("id")
+        if tag == "option" and self._select == "miner-filter":
+            self.options.append([a.get("value"), ""])
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+        if tag == "select":
+            self._select = None
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline.append("<script> text")
+        if self._select == "miner-filter" and self.options:
+            self.options[-1][1] += data.strip()
+
+
+def _dashboard_files(port):
+    # The page: strict CSP, nothing inline, the DOM contract's elements.
+    code, hd, body = request(port, "/api/dashboard")
+    check(code == 200 and hd["content-type"] == "text/html; charset=utf-8", "page type")
+    csp = hd.get("content-security-policy", "")
+    for part in ("default-src 'none'", "script-src 'self'", "style-src 'self'",
+                 "connect-src 'self'", "img-src 'self' data:", "frame-ancestors 'none'"):
+        check(part in csp, "page CSP lacks %s: %r" % (part, csp))
+    check("unsafe" not in csp, "page CSP allows something unsafe: %r" % csp)
+    check(hd.get("x-content-type-options") == "nosniff", "nosniff")
+    scan = _PageScan()
+    scan.feed(body.decode("utf-8"))
+    check(not scan.inline, "inline script or style in the page: %s" % scan.inline)
+    check(scan.scripts == ["/api/dashboard/app.js"], "scripts %s" % scan.scripts)
+    check(scan.stylesheets == ["/api/dashboard/app.css"], "stylesheets %s" % scan.stylesheets)
+    for id_ in ("conn", "active", "active-count", "events", "miner-filter", "validators",
+                "stats", "spark-throughput", "spark-latency", "timeline", "timeline-close",
+                "toasts", "banner"):
+        check(id_ in scan.ids, "the page has no #%s" % id_)
+    check(scan.ids["conn"][1].get("data-state") in ("sse", "polling", "down"), "#conn state")
+    check("hidden" in scan.ids["banner"][1], "#banner hidden at first")
+    check(scan.ids["spark-throughput"][0] == "svg", "sparklines are SVG")
+    check(scan.options[:1] == [["", "All miners"]], "miner filter: %s" % scan.options[:1])
+    check(sorted(scan.stats) == sorted(["tasks-per-min", "success-rate", "p50", "p95",
+                                        "cache-hit-rate", "errors", "lost"]),
+          "stats %s" % scan.stats)
+    # Its files: types, nosniff, ETag and 304, HEAD.
+    for path, ctype in (("/api/dashboard", "text/html; charset=utf-8"),
+                        ("/api/dashboard/app.js", "text/javascript; charset=utf-8"),
+                        ("/api/dashboard/app.css", "text/css; charset=utf-8")):
+        code, hd, data = request(port, path)
+        check(code == 200 and hd["content-type"] == ctype, "%s: %s %s" % (path, code, hd))
+        check(int(hd["content-length"]) == len(data) > 0, "%s length" % path)
+        check(hd.get("x-content-type-options") == "nosniff", "%s nosniff" % path)
+        check(hd.get("cache-control") == "no-cache", "%s cache-control" % path)
+        etag = hd.get("etag", "")
+        check(re.fullmatch(r'"[0-9a-f]{20}"', etag), "%s etag %r" % (path, etag))
+        code, hd2, data2 = request(port, path, headers={"If-None-Match": etag})
+        check(code == 304 and data2 == b"" and hd2.get("etag") == etag, "%s 304: %s" % (path, code))
+        code, _, data3 = request(port, path, headers={"If-None-Match": '"other"'})
+        check(code == 200 and data3 == data, "%s other etag: %s" % (path, code))
+        code, hd3, data4 = request(port, path, method="HEAD")
+        check(code == 200 and data4 == b"" and hd3["content-type"] == ctype, "%s HEAD" % path)
+        if path.endswith(".js"):
+            # Text from miners and validators goes in as text, never as HTML.
+            text = data.decode("utf-8")
+            for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                        "eval(", "new Function", "setAttribute('style'"):
+                check(bad not in text, "app.js uses %s" % bad)
+            for name in ("mwDashboard", "EVENTS_SHOWN = 50", "textContent"):
+                check(name in text, "app.js lacks %s" % name)
+    code, _, _ = request(port, "/api/dashboard/app.jsx")
+    check(code == 404, "unknown dashboard file: %s" % code)
 
 
 def case_tls():
