@@ -117,14 +117,51 @@ _Static_assert (S_KEY_COUNT <= 32, "known keys are tracked in 32-bit masks");
 
 //  Linear, but length is compared first, so a lookup costs ~26 integer
 //  compares and one or two memcmp; a hash would not pay for itself here.
+//  The s_keys index of each known key, by length and then by name: the
+//  decoder looks up every key of every message, and this costs one switch
+//  and one or two constant-size compares (inlined) instead of a scan of
+//  the table with a memcmp call per key of the right length.
+//  The indices are s_keys' order, which is fixed (the tests check S_IX_*).
 static int
 s_key_lookup (const char *name, size_t len)
 {
-    for (size_t i = 0; i < S_KEY_COUNT; i++)
-        if (s_keys[i].len == len && memcmp (s_keys[i].name, name, len) == 0)
-            return (int) i;
+#define S_IS(lit, ix)                                                                              \
+    if (memcmp (name, lit, sizeof (lit) - 1) == 0)                                                 \
+        return ix;
+    switch (len) {
+        case 1: S_IS ("v", 0) break;
+        case 2: S_IS ("ts", 2) S_IS ("id", 6) break;
+        case 3: S_IS ("sid", 4) S_IS ("seq", 5) S_IS ("url", 10) break;
+        case 4: S_IS ("type", 1) S_IS ("step", 13) break;
+        case 5: S_IS ("miner", 3) S_IS ("error", 15) S_IS ("score", 24) break;
+        case 6: S_IS ("prompt", 9) break;
+        case 7: S_IS ("task_id", 8) S_IS ("success", 22) break;
+        case 8: S_IS ("endpoint", 19) break;
+        case 9: S_IS ("truncated", 7) S_IS ("broker_ts", 26) break;
+        case 10: S_IS ("error_type", 17) S_IS ("cache_type", 18) S_IS ("timeout_ms", 20) break;
+        case 11: S_IS ("action_type", 14) break;
+        case 12: S_IS ("validator_ip", 11) S_IS ("action_count", 21) break;
+        case 13: S_IS ("error_message", 16) S_IS ("response_time", 23) break;
+        case 14: S_IS ("execution_time", 25) break;
+        case 16: S_IS ("validator_hotkey", 12) break;
+        default: break;
+    }
+#undef S_IS
     return -1;
 }
+
+//  The known type named by name (len bytes), or MW_TYPE_CUSTOM. A known
+//  name is a valid type name, so a caller that finds one skips the check.
+static inline mw_type_t
+s_type_lookup (const char *name, size_t len)
+{
+    static const uint8_t lens[MW_TYPE_COUNT] = {0, 10, 9, 17, 13, 13, 20, 9, 5};
+    for (int i = 1; i < MW_TYPE_COUNT; i++)
+        if (lens[i] == len && memcmp (s_type_names[i], name, len) == 0)
+            return (mw_type_t) i;
+    return MW_TYPE_CUSTOM;
+}
+
 
 const char *
 mw_err_name (int code)
@@ -145,10 +182,7 @@ mw_type_name (mw_type_t kind)
 mw_type_t
 mw_type_from_name (const char *name, size_t len)
 {
-    for (int i = 1; i < MW_TYPE_COUNT; i++)
-        if (strlen (s_type_names[i]) == len && memcmp (s_type_names[i], name, len) == 0)
-            return (mw_type_t) i;
-    return MW_TYPE_CUSTOM;
+    return s_type_lookup (name, len);
 }
 
 const char *
@@ -207,7 +241,8 @@ mw_event_init (mw_event_t *self, mw_type_t kind)
         kind = MW_TYPE_CUSTOM;
     self->kind = kind;
     self->v = MW_PROTOCOL_VERSION;
-    strcpy (self->type, s_type_names[kind]);
+    if (kind != MW_TYPE_CUSTOM) //  else "", which the memset wrote
+        strcpy (self->type, s_type_names[kind]);
 }
 
 int
@@ -274,11 +309,13 @@ s_pk_init (s_pk_t *pk, uint8_t *out, size_t cap)
 }
 
 //  Reserve n bytes. On overflow, end is pulled back to p, so every later
-//  reservation fails with the same single comparison.
+//  reservation fails with the same single comparison. With chk false (a
+//  constant: the compiler drops the test) the caller has proved that the
+//  whole body fits, see mw_event_encode.
 S_INLINE uint8_t *
-s_pk_need (s_pk_t *pk, size_t n)
+s_pk_need (s_pk_t *pk, size_t n, const bool chk)
 {
-    if (__builtin_expect ((size_t) (pk->end - pk->p) < n, 0)) {
+    if (chk && __builtin_expect ((size_t) (pk->end - pk->p) < n, 0)) {
         pk->overflow = true;
         pk->end = pk->p;
         return NULL;
@@ -289,9 +326,9 @@ s_pk_need (s_pk_t *pk, size_t n)
 }
 
 S_INLINE void
-s_pk_head (s_pk_t *pk, uint8_t code, uint64_t value, int bytes)
+s_pk_head (s_pk_t *pk, uint8_t code, uint64_t value, int bytes, const bool chk)
 {
-    uint8_t *p = s_pk_need (pk, 1 + (size_t) bytes);
+    uint8_t *p = s_pk_need (pk, 1 + (size_t) bytes, chk);
     if (!p)
         return;
     p[0] = code;
@@ -300,91 +337,120 @@ s_pk_head (s_pk_t *pk, uint8_t code, uint64_t value, int bytes)
 }
 
 S_INLINE void
-s_pk_byte (s_pk_t *pk, uint8_t byte)
+s_pk_byte (s_pk_t *pk, uint8_t byte, const bool chk)
 {
-    uint8_t *p = s_pk_need (pk, 1);
+    uint8_t *p = s_pk_need (pk, 1, chk);
     if (p)
         *p = byte;
 }
 
+//  Copy len bytes that are known to be few without a call: two possibly
+//  overlapping fixed-size moves, reading and writing only [0, len).
 S_INLINE void
-s_pk_raw (s_pk_t *pk, const void *data, size_t len)
+s_copy_small (uint8_t *dst, const uint8_t *src, size_t len)
 {
-    uint8_t *p = s_pk_need (pk, len);
-    if (p && len)
+    if (len >= 16) {
+        memcpy (dst, src, 16);
+        memcpy (dst + len - 16, src + len - 16, 16);
+    }
+    else if (len >= 8) {
+        memcpy (dst, src, 8);
+        memcpy (dst + len - 8, src + len - 8, 8);
+    }
+    else if (len >= 4) {
+        memcpy (dst, src, 4);
+        memcpy (dst + len - 4, src + len - 4, 4);
+    }
+    else
+        for (size_t i = 0; i < len; i++)
+            dst[i] = src[i];
+}
+
+S_INLINE void
+s_pk_raw (s_pk_t *pk, const void *data, size_t len, const bool chk)
+{
+    uint8_t *p = s_pk_need (pk, len, chk);
+    if (!p)
+        return;
+    if (!chk && len <= 32)
+        s_copy_small (p, (const uint8_t *) data, len);
+    else if (len)
         memcpy (p, data, len);
 }
 
 S_INLINE void
-s_pk_uint (s_pk_t *pk, uint64_t u)
+s_pk_uint (s_pk_t *pk, uint64_t u, const bool chk)
 {
     if (u < 0x80)
-        s_pk_byte (pk, (uint8_t) u);
+        s_pk_byte (pk, (uint8_t) u, chk);
     else if (u <= 0xff)
-        s_pk_head (pk, 0xcc, u, 1);
+        s_pk_head (pk, 0xcc, u, 1, chk);
     else if (u <= 0xffff)
-        s_pk_head (pk, 0xcd, u, 2);
+        s_pk_head (pk, 0xcd, u, 2, chk);
     else if (u <= 0xffffffffu)
-        s_pk_head (pk, 0xce, u, 4);
+        s_pk_head (pk, 0xce, u, 4, chk);
     else
-        s_pk_head (pk, 0xcf, u, 8);
+        s_pk_head (pk, 0xcf, u, 8, chk);
 }
 
 S_INLINE void
-s_pk_int (s_pk_t *pk, int64_t i)
+s_pk_int (s_pk_t *pk, int64_t i, const bool chk)
 {
     if (i >= 0)
-        s_pk_uint (pk, (uint64_t) i);
+        s_pk_uint (pk, (uint64_t) i, chk);
     else if (i >= -32)
-        s_pk_byte (pk, (uint8_t) (int8_t) i);
+        s_pk_byte (pk, (uint8_t) (int8_t) i, chk);
     else if (i >= INT8_MIN)
-        s_pk_head (pk, 0xd0, (uint64_t) i, 1);
+        s_pk_head (pk, 0xd0, (uint64_t) i, 1, chk);
     else if (i >= INT16_MIN)
-        s_pk_head (pk, 0xd1, (uint64_t) i, 2);
+        s_pk_head (pk, 0xd1, (uint64_t) i, 2, chk);
     else if (i >= INT32_MIN)
-        s_pk_head (pk, 0xd2, (uint64_t) i, 4);
+        s_pk_head (pk, 0xd2, (uint64_t) i, 4, chk);
     else
-        s_pk_head (pk, 0xd3, (uint64_t) i, 8);
+        s_pk_head (pk, 0xd3, (uint64_t) i, 8, chk);
 }
 
 S_INLINE void
-s_pk_double (s_pk_t *pk, double d)
+s_pk_double (s_pk_t *pk, double d, const bool chk)
 {
     uint64_t bits;
     memcpy (&bits, &d, sizeof (bits));
-    s_pk_head (pk, 0xcb, bits, 8);
+    s_pk_head (pk, 0xcb, bits, 8, chk);
 }
 
 S_INLINE void
-s_pk_bool (s_pk_t *pk, bool b)
+s_pk_bool (s_pk_t *pk, bool b, const bool chk)
 {
-    s_pk_byte (pk, b ? 0xc3 : 0xc2);
+    s_pk_byte (pk, b ? 0xc3 : 0xc2, chk);
 }
 
 S_INLINE void
-s_pk_container (s_pk_t *pk, uint8_t fix, uint8_t code16, size_t n)
+s_pk_container (s_pk_t *pk, uint8_t fix, uint8_t code16, size_t n, const bool chk)
 {
     if (n < 16)
-        s_pk_byte (pk, (uint8_t) (fix | n));
+        s_pk_byte (pk, (uint8_t) (fix | n), chk);
     else if (n <= 0xffff)
-        s_pk_head (pk, code16, n, 2);
+        s_pk_head (pk, code16, n, 2, chk);
     else
-        s_pk_head (pk, (uint8_t) (code16 + 1), n, 4);
+        s_pk_head (pk, (uint8_t) (code16 + 1), n, 4, chk);
 }
 
 S_INLINE void
-s_pk_str (s_pk_t *pk, const char *s, size_t len)
+s_pk_str (s_pk_t *pk, const char *s, size_t len, const bool chk)
 {
     if (len < 32)
-        s_pk_byte (pk, (uint8_t) (0xa0 | len));
+        s_pk_byte (pk, (uint8_t) (0xa0 | len), chk);
     else if (len <= 0xff)
-        s_pk_head (pk, 0xd9, len, 1);
+        s_pk_head (pk, 0xd9, len, 1, chk);
     else if (len <= 0xffff)
-        s_pk_head (pk, 0xda, len, 2);
+        s_pk_head (pk, 0xda, len, 2, chk);
     else
-        s_pk_head (pk, 0xdb, len, 4);
-    s_pk_raw (pk, s, len);
+        s_pk_head (pk, 0xdb, len, 4, chk);
+    s_pk_raw (pk, s, len, chk);
 }
+
+//  A short constant key: its fixstr header and name, one fixed-size copy.
+#define S_PK_KEY(pk, lit, chk) s_pk_raw (pk, lit, sizeof (lit) - 1, chk)
 
 static size_t
 s_kv_len (const mw_kv_t *kv)
@@ -436,39 +502,39 @@ s_kv_pack (s_pk_t *pk, const mw_kv_t *kv, size_t limit, uint32_t *cut)
 {
     switch (kv->kind) {
         case MW_KV_NIL:
-            s_pk_byte (pk, 0xc0);
+            s_pk_byte (pk, 0xc0, true);
             break;
         case MW_KV_BOOL:
-            s_pk_bool (pk, kv->val.b);
+            s_pk_bool (pk, kv->val.b, true);
             break;
         case MW_KV_INT:
-            s_pk_int (pk, kv->val.i);
+            s_pk_int (pk, kv->val.i, true);
             break;
         case MW_KV_UINT:
-            s_pk_uint (pk, kv->val.u);
+            s_pk_uint (pk, kv->val.u, true);
             break;
         case MW_KV_DOUBLE:
-            s_pk_double (pk, kv->val.d);
+            s_pk_double (pk, kv->val.d, true);
             break;
         case MW_KV_STR: {
             const char *s = kv->val.s.ptr ? kv->val.s.ptr : "";
             size_t len = s_kv_len (kv);
             size_t eff = s_utf8_cut (s, len, limit);
             *cut += eff < len;
-            s_pk_str (pk, s, eff);
+            s_pk_str (pk, s, eff, true);
             break;
         }
         case MW_KV_MAP:
-            s_pk_container (pk, 0x80, 0xde, kv->val.list.count);
+            s_pk_container (pk, 0x80, 0xde, kv->val.list.count, true);
             for (size_t i = 0; i < kv->val.list.count; i++) {
                 const mw_kv_t *item = &kv->val.list.items[i];
                 size_t klen = strlen (item->key);
-                s_pk_str (pk, item->key, s_utf8_cut (item->key, klen, MW_MAX_KEY));
+                s_pk_str (pk, item->key, s_utf8_cut (item->key, klen, MW_MAX_KEY), true);
                 s_kv_pack (pk, item, MW_MAX_STR, cut);
             }
             break;
         case MW_KV_ARRAY:
-            s_pk_container (pk, 0x90, 0xdc, kv->val.list.count);
+            s_pk_container (pk, 0x90, 0xdc, kv->val.list.count, true);
             for (size_t i = 0; i < kv->val.list.count; i++)
                 s_kv_pack (pk, &kv->val.list.items[i], MW_MAX_STR, cut);
             break;
@@ -587,6 +653,107 @@ s_kv_validate (const mw_event_t *ev, uint32_t *kv_has)
     return MW_OK;
 }
 
+//  The string keys as the encoder writes them: fixstr header and name,
+//  padded to S_KEYHDR bytes so that one fixed-size copy (two moves, no
+//  call) writes any of them on the unchecked path.
+#define S_KEYHDR 24
+static const char s_str_key_hdr[MW_STR_COUNT][S_KEYHDR] = {
+    "\xa5" "miner",         "\xa7" "task_id",    "\xa6" "prompt",       "\xa3" "url",
+    "\xac" "validator_ip",  "\xb0" "validator_hotkey", "\xa4" "step",   "\xab" "action_type",
+    "\xa5" "error",         "\xad" "error_message", "\xaa" "error_type", "\xaa" "cache_type",
+    "\xa8" "endpoint"};
+
+//  mw_str_key_limit as a table, for the encoder's loop.
+static const uint16_t s_str_key_limits[MW_STR_COUNT] = {
+    MW_MAX_MINER, MW_MAX_TASK_ID, MW_MAX_STR, MW_MAX_STR, MW_MAX_STR, MW_MAX_STR, MW_MAX_STR,
+    MW_MAX_STR,   MW_MAX_STR,     MW_MAX_STR, MW_MAX_STR, MW_MAX_STR, MW_MAX_STR};
+
+//  strlen of s_type_names, so that a known type costs no scan.
+static const uint8_t s_type_lens[MW_TYPE_COUNT] = {0, 10, 9, 17, 13, 13, 20, 9, 5};
+
+//  Upper bound of everything an encoded body holds besides the string
+//  keys, the extras and the kv: map16 header, v, type (without its name),
+//  ts, sid, seq, id, broker_ts, the six optional fields and truncated,
+//  each with its key and its largest value (see s_encode_body).
+#define S_FIXED_MAX 320
+
+//  Write the body. Instantiated twice (chk is a constant): checked, where
+//  every write tests the room left, and unchecked, which the caller takes
+//  only after proving that the largest body these fields can give fits.
+S_INLINE void
+s_encode_body (const mw_event_t *self, s_pk_t *pk, uint32_t present, const uint32_t *eff,
+               size_t nkeys, size_t type_len, uint32_t truncated, const bool chk)
+{
+    s_pk_container (pk, 0x80, 0xde, nkeys, chk);
+    S_PK_KEY (pk, "\xa1" "v", chk);
+    s_pk_uint (pk, MW_PROTOCOL_VERSION, chk);
+    S_PK_KEY (pk, "\xa4" "type", chk);
+    s_pk_str (pk, self->type, type_len, chk);
+    S_PK_KEY (pk, "\xa2" "ts", chk);
+    s_pk_uint (pk, self->ts, chk);
+    S_PK_KEY (pk, "\xa3" "sid", chk);
+    s_pk_uint (pk, self->sid, chk);
+    S_PK_KEY (pk, "\xa3" "seq", chk);
+    s_pk_uint (pk, self->seq, chk);
+    if (self->has & MW_HAS_ID) {
+        S_PK_KEY (pk, "\xa2" "id", chk);
+        s_pk_uint (pk, self->id, chk);
+    }
+    if (self->has & MW_HAS_BROKER_TS) {
+        S_PK_KEY (pk, "\xa9" "broker_ts", chk);
+        s_pk_uint (pk, self->broker_ts, chk);
+    }
+    for (uint32_t m = present; m; m &= m - 1) {
+        int k = __builtin_ctz (m);
+        if (chk)
+            s_pk_raw (pk, s_str_key_hdr[k], 1 + (size_t) s_str_key_lens[k], true);
+        else {
+            memcpy (pk->p, s_str_key_hdr[k], S_KEYHDR);
+            pk->p += 1 + (size_t) s_str_key_lens[k];
+        }
+        s_pk_str (pk, self->str[k].ptr, eff[k], chk);
+    }
+    if (self->has & MW_HAS_TIMEOUT_MS) {
+        S_PK_KEY (pk, "\xaa" "timeout_ms", chk);
+        s_pk_uint (pk, self->timeout_ms, chk);
+    }
+    if (self->has & MW_HAS_ACTION_COUNT) {
+        S_PK_KEY (pk, "\xac" "action_count", chk);
+        s_pk_uint (pk, self->action_count, chk);
+    }
+    if (self->has & MW_HAS_SUCCESS) {
+        S_PK_KEY (pk, "\xa7" "success", chk);
+        s_pk_bool (pk, self->success, chk);
+    }
+    if (self->has & MW_HAS_RESPONSE_TIME) {
+        S_PK_KEY (pk, "\xad" "response_time", chk);
+        s_pk_double (pk, self->response_time, chk);
+    }
+    if (self->has & MW_HAS_SCORE) {
+        S_PK_KEY (pk, "\xa5" "score", chk);
+        s_pk_double (pk, self->score, chk);
+    }
+    if (self->has & MW_HAS_EXECUTION_TIME) {
+        S_PK_KEY (pk, "\xae" "execution_time", chk);
+        s_pk_double (pk, self->execution_time, chk);
+    }
+    if (truncated) {
+        S_PK_KEY (pk, "\xa9" "truncated", chk);
+        s_pk_uint (pk, truncated, chk);
+    }
+    if (self->extra_len)
+        s_pk_raw (pk, self->extra, self->extra_len, chk);
+    if (chk) {
+        uint32_t unused = 0;
+        for (size_t i = 0; i < self->kv_count; i++) {
+            const mw_kv_t *kv = &self->kv[i];
+            size_t klen = strlen (kv->key);
+            s_pk_str (pk, kv->key, klen, true);
+            s_kv_pack (pk, kv, s_kv_limit (kv), &unused);
+        }
+    }
+}
+
 int
 mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p,
                  uint32_t *truncated_p)
@@ -594,9 +761,17 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     assert (self);
     assert (out);
     assert (len_p);
-    size_t type_len = strnlen (self->type, sizeof (self->type));
-    if (mw_type_name_valid (self->type, type_len) != 0)
-        return MW_ERR_TYPE_NAME;
+    //  A known type whose name is still the table's (the fast, usual case)
+    //  needs no scan; anything else is measured and checked.
+    size_t type_len;
+    if (self->kind > MW_TYPE_CUSTOM && self->kind < MW_TYPE_COUNT &&
+        memcmp (self->type, s_type_names[self->kind], (size_t) s_type_lens[self->kind] + 1) == 0)
+        type_len = s_type_lens[self->kind];
+    else {
+        type_len = strnlen (self->type, sizeof (self->type));
+        if (mw_type_name_valid (self->type, type_len) != 0)
+            return MW_ERR_TYPE_NAME;
+    }
 
     uint32_t kv_has;
     int rc = s_kv_validate (self, &kv_has);
@@ -613,12 +788,16 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     uint32_t eff[MW_STR_COUNT];
     uint32_t cut = 0;
     size_t nkeys = 6 + self->extra_count + self->kv_count;
+    size_t str_bytes = 0;  //  the string keys' largest encoded size
+    uint32_t present = 0; //  bit k: string key k is set
+#pragma GCC unroll 16
     for (int k = 0; k < MW_STR_COUNT; k++) {
         if (!self->str[k].ptr)
             continue;
-        eff[k] = (uint32_t) s_utf8_cut (self->str[k].ptr, self->str[k].len,
-                                        mw_str_key_limit ((mw_str_key_t) k));
+        present |= 1u << k;
+        eff[k] = (uint32_t) s_utf8_cut (self->str[k].ptr, self->str[k].len, s_str_key_limits[k]);
         cut += eff[k] < self->str[k].len;
+        str_bytes += S_KEYHDR + 5 + eff[k];
         if (k != MW_K_MINER)
             nkeys++;
     }
@@ -637,85 +816,22 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     uint32_t truncated = total > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t) total;
     if (truncated)
         nkeys++;
-    static const uint32_t opt_bits[] = {
-        MW_HAS_ID,           MW_HAS_BROKER_TS, MW_HAS_TIMEOUT_MS,    MW_HAS_ACTION_COUNT, MW_HAS_SUCCESS,
-        MW_HAS_RESPONSE_TIME, MW_HAS_SCORE,    MW_HAS_EXECUTION_TIME};
-    for (size_t i = 0; i < sizeof (opt_bits) / sizeof (opt_bits[0]); i++)
-        nkeys += (self->has & opt_bits[i]) != 0;
+    const uint32_t opt = self->has & (MW_HAS_ID | MW_HAS_BROKER_TS | MW_HAS_TIMEOUT_MS |
+                                      MW_HAS_ACTION_COUNT | MW_HAS_SUCCESS | MW_HAS_RESPONSE_TIME |
+                                      MW_HAS_SCORE | MW_HAS_EXECUTION_TIME);
+    for (uint32_t m = opt; m; m &= m - 1)
+        nkeys++;
 
     if (cap > MW_MAX_BODY)
         cap = MW_MAX_BODY;
     s_pk_t pk;
     s_pk_init (&pk, out, cap);
-    s_pk_container (&pk, 0x80, 0xde, nkeys);
-    s_pk_str (&pk, "v", 1);
-    s_pk_uint (&pk, MW_PROTOCOL_VERSION);
-    s_pk_str (&pk, "type", 4);
-    s_pk_str (&pk, self->type, type_len);
-    s_pk_str (&pk, "ts", 2);
-    s_pk_uint (&pk, self->ts);
-    s_pk_str (&pk, "sid", 3);
-    s_pk_uint (&pk, self->sid);
-    s_pk_str (&pk, "seq", 3);
-    s_pk_uint (&pk, self->seq);
-    if (self->has & MW_HAS_ID) {
-        s_pk_str (&pk, "id", 2);
-        s_pk_uint (&pk, self->id);
-    }
-    if (self->has & MW_HAS_BROKER_TS) {
-        s_pk_str (&pk, "broker_ts", 9);
-        s_pk_uint (&pk, self->broker_ts);
-    }
-    for (int k = 0; k < MW_STR_COUNT; k++) {
-        if (!self->str[k].ptr)
-            continue;
-        //  Key names are short: a fixstr header and the name, one copy.
-        const char *name = s_str_key_names[k];
-        size_t name_len = s_str_key_lens[k];
-        uint8_t *p = s_pk_need (&pk, 1 + name_len);
-        if (p) {
-            p[0] = (uint8_t) (0xa0 | name_len);
-            memcpy (p + 1, name, name_len);
-        }
-        s_pk_str (&pk, self->str[k].ptr, eff[k]);
-    }
-    if (self->has & MW_HAS_TIMEOUT_MS) {
-        s_pk_str (&pk, "timeout_ms", 10);
-        s_pk_uint (&pk, self->timeout_ms);
-    }
-    if (self->has & MW_HAS_ACTION_COUNT) {
-        s_pk_str (&pk, "action_count", 12);
-        s_pk_uint (&pk, self->action_count);
-    }
-    if (self->has & MW_HAS_SUCCESS) {
-        s_pk_str (&pk, "success", 7);
-        s_pk_bool (&pk, self->success);
-    }
-    if (self->has & MW_HAS_RESPONSE_TIME) {
-        s_pk_str (&pk, "response_time", 13);
-        s_pk_double (&pk, self->response_time);
-    }
-    if (self->has & MW_HAS_SCORE) {
-        s_pk_str (&pk, "score", 5);
-        s_pk_double (&pk, self->score);
-    }
-    if (self->has & MW_HAS_EXECUTION_TIME) {
-        s_pk_str (&pk, "execution_time", 14);
-        s_pk_double (&pk, self->execution_time);
-    }
-    if (truncated) {
-        s_pk_str (&pk, "truncated", 9);
-        s_pk_uint (&pk, truncated);
-    }
-    if (self->extra_len)
-        s_pk_raw (&pk, self->extra, self->extra_len);
-    uint32_t unused = 0;
-    for (size_t i = 0; i < self->kv_count; i++) {
-        const mw_kv_t *kv = &self->kv[i];
-        size_t klen = strlen (kv->key);
-        s_pk_str (&pk, kv->key, klen);
-        s_kv_pack (&pk, kv, s_kv_limit (kv), &unused);
-    }
+    //  Without kv the largest body is known beforehand: if it fits, write
+    //  without a test per value (most events, by far).
+    if (self->kv_count == 0 && S_FIXED_MAX + type_len + str_bytes + self->extra_len <= cap)
+        s_encode_body (self, &pk, present, eff, nkeys, type_len, truncated, false);
+    else
+        s_encode_body (self, &pk, present, eff, nkeys, type_len, truncated, true);
     if (pk.overflow)
         return MW_ERR_TOO_LARGE;
     *len_p = (size_t) (pk.p - pk.start);
@@ -762,6 +878,31 @@ typedef struct {
 static inline uint64_t
 s_be (const uint8_t *p, int n)
 {
+    //  msgpack's fields are 1, 2, 4 or 8 bytes: one load and a byte swap
+    //  (on a big-endian host, the loop below).
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    switch (n) {
+        case 1:
+            return p[0];
+        case 2: {
+            uint16_t v;
+            memcpy (&v, p, 2);
+            return __builtin_bswap16 (v);
+        }
+        case 4: {
+            uint32_t v;
+            memcpy (&v, p, 4);
+            return __builtin_bswap32 (v);
+        }
+        case 8: {
+            uint64_t v;
+            memcpy (&v, p, 8);
+            return __builtin_bswap64 (v);
+        }
+        default:
+            break;
+    }
+#endif
     uint64_t v = 0;
     for (int i = 0; i < n; i++)
         v = (v << 8) | p[i];
@@ -944,6 +1085,52 @@ container:
         return MW_ERR_MALFORMED;
     o->len = (uint32_t) n;
     return MW_OK;
+}
+
+//  s_read for the objects most of a body is made of (fixstr keys and
+//  strings, small uints), without the call; anything else goes to s_read.
+S_INLINE int
+s_read_fast (s_rd_t *rd, s_obj_t *o)
+{
+    if (rd->p < rd->end) {
+        uint8_t c = *rd->p;
+        if ((c & 0xe0) == 0xa0) {
+            size_t n = c & 0x1f;
+            if ((size_t) (rd->end - rd->p) - 1 < n)
+                return MW_ERR_MALFORMED;
+            o->tag = T_STR;
+            o->ptr = rd->p + 1;
+            o->len = (uint32_t) n;
+            rd->p += 1 + n;
+            return MW_OK;
+        }
+        if (c <= 0x7f) {
+            o->tag = T_UINT;
+            o->u = c;
+            rd->p++;
+            return MW_OK;
+        }
+        size_t left = (size_t) (rd->end - rd->p) - 1;
+        if (c >= 0xcc && c <= 0xcf) { //  uint 8 to 64: ts, sid, seq, id, ...
+            size_t sz = (size_t) 1 << (c - 0xcc);
+            if (left < sz)
+                return MW_ERR_MALFORMED;
+            o->tag = T_UINT;
+            o->u = s_be (rd->p + 1, (int) sz);
+            rd->p += 1 + sz;
+            return MW_OK;
+        }
+        if (c == 0xd9) { //  str8: strings of 32 to 255 bytes
+            if (left < 1 || left - 1 < rd->p[1])
+                return MW_ERR_MALFORMED;
+            o->tag = T_STR;
+            o->len = rd->p[1];
+            o->ptr = rd->p + 2;
+            rd->p += 2 + o->len;
+            return MW_OK;
+        }
+    }
+    return s_read (rd, o);
 }
 
 //  Skip one object; depth_left is how many containers may still nest.
@@ -1142,7 +1329,9 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
           size_t body_len, char *errbuf, size_t errbuf_size)
 {
     char name[48];
-    if (topic && mw_type_name_valid ((const char *) topic, topic_len) != 0)
+    //  A known type name is valid: only other names are scanned.
+    if (topic && s_type_lookup ((const char *) topic, topic_len) == MW_TYPE_CUSTOM &&
+        mw_type_name_valid ((const char *) topic, topic_len) != 0)
         return s_fail (errbuf, errbuf_size, MW_ERR_TYPE_NAME,
                        "topic '%s' is not a valid event type (1-%d printable ASCII bytes, "
                        "not starting with '$')",
@@ -1189,7 +1378,7 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
     for (uint32_t i = 0; i < map.len; i++) {
         s_obj_t key, val;
         const uint8_t *pair_start = rd.p;
-        if (s_read (&rd, &key) != MW_OK)
+        if (s_read_fast (&rd, &key) != MW_OK)
             return s_fail (errbuf, errbuf_size, MW_ERR_MALFORMED,
                            "key #%u is not valid msgpack or is truncated", i + 1);
         if (key.tag != T_STR)
@@ -1229,7 +1418,7 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
         if (seen & (1u << k))
             return s_fail (errbuf, errbuf_size, MW_ERR_KEY, "key '%s' repeated", kname);
         seen |= 1u << k;
-        if (s_read (&rd, &val) != MW_OK)
+        if (s_read_fast (&rd, &val) != MW_OK)
             return s_fail (errbuf, errbuf_size, MW_ERR_MALFORMED,
                            "value of '%s' is not valid msgpack or is truncated", kname);
         if (val.tag == T_NIL)
@@ -1263,7 +1452,7 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
                 type_len = val.len;
                 break;
             case K_STR: {
-                size_t limit = mw_str_key_limit ((mw_str_key_t) spec->field);
+                size_t limit = s_str_key_limits[spec->field];
                 size_t eff = s_utf8_cut ((const char *) val.ptr, val.len, limit);
                 if (eff < val.len && self->truncated < UINT32_MAX / 2)
                     self->truncated++;
@@ -1357,7 +1546,8 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
                        (unsigned long long) self->v, MW_PROTOCOL_VERSION);
     if (!type_ptr)
         return s_fail (errbuf, errbuf_size, MW_ERR_MISSING, "event without its required key type");
-    if (mw_type_name_valid ((const char *) type_ptr, type_len) != 0)
+    mw_type_t kind = s_type_lookup ((const char *) type_ptr, type_len);
+    if (kind == MW_TYPE_CUSTOM && mw_type_name_valid ((const char *) type_ptr, type_len) != 0)
         return s_fail (errbuf, errbuf_size, MW_ERR_TYPE_NAME,
                        "type '%s' is not a valid event type (1-%d printable ASCII bytes, not "
                        "starting with '$')",
@@ -1370,7 +1560,7 @@ s_decode (mw_event_t *self, const uint8_t *topic, size_t topic_len, const uint8_
     }
     memcpy (self->type, type_ptr, type_len);
     self->type[type_len] = 0;
-    self->kind = mw_type_from_name (self->type, type_len);
+    self->kind = kind;
 
     static const int header[] = {S_IX_TS, S_IX_MINER, S_IX_SID, S_IX_SEQ};
     for (size_t h = 0; h < sizeof (header) / sizeof (header[0]); h++)
@@ -1432,7 +1622,7 @@ mw_event_copy (mw_event_t *dst, const mw_event_t *src)
         s_pk_init (&pk, kvbuf, MW_MAX_BODY);
         for (size_t i = 0; i < src->kv_count; i++) {
             const mw_kv_t *kv = &src->kv[i];
-            s_pk_str (&pk, kv->key, strlen (kv->key));
+            s_pk_str (&pk, kv->key, strlen (kv->key), true);
             s_kv_pack (&pk, kv, s_kv_limit (kv), &kv_cut);
         }
         if (pk.overflow) {

@@ -20,7 +20,9 @@
     last). A fresh broker per run, so every run grows its state from empty
     to the bounds. Runs alternate raw / broker, the order flipping each
     round, so drift in the machine hits both; we report the median
-    events/s of each and the ratio broker / raw.
+    events/s of each and the ratio broker / raw. Each run also reads the
+    process's CPU time (all threads): CPU ns per event of each path, which
+    other work on the machine moves much less than events/s.
 
     Usage: bench_broker_ingest [--events N] [--rounds R] [--full-subscriber]
     Exit status 0 if every run carried every event (the broker accepted
@@ -57,6 +59,17 @@ s_now (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+//  CPU time of the whole process, every thread (sender, receiver or broker,
+//  and libzmq's I/O threads): what a run costs the machine, whatever else
+//  runs on it.
+static double
+s_cpu (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
@@ -250,9 +263,11 @@ s_receive (void *arg)
 //  --------------------------------------------------------------------------
 //  Runs
 
-//  One raw run: events/s, or -1.
+//  One raw run: events/s, or -1; the process CPU seconds per event in
+//  *cpu_p (from the receiver's start to its end; the setup of the sockets
+//  is in it, the same for both ways).
 static double
-s_run_raw (const s_frame_t *frames, size_t count)
+s_run_raw (const s_frame_t *frames, size_t count, double *cpu_p)
 {
     void *ctx = zmq_ctx_new ();
     void *sub = zmq_socket (ctx, ZMQ_SUB);
@@ -266,9 +281,11 @@ s_run_raw (const s_frame_t *frames, size_t count)
     zmq_getsockopt (sub, ZMQ_LAST_ENDPOINT, ep, &len);
     s_receiver_t recv = {sub, false, 0, 0, false, s_now () + 300};
     pthread_t thread;
+    double cpu0 = s_cpu ();
     pthread_create (&thread, NULL, s_receive, &recv);
     double started = s_send_all (frames, count, ep);
     pthread_join (thread, NULL);
+    *cpu_p = (s_cpu () - cpu0) / (double) count;
     zmq_close (sub);
     zmq_ctx_term (ctx);
     if (started < 0 || !recv.done || recv.received != count)
@@ -276,9 +293,10 @@ s_run_raw (const s_frame_t *frames, size_t count)
     return (double) count / (recv.end_time - started);
 }
 
-//  One broker run: events/s, or -1.
+//  One broker run: events/s, or -1; the process CPU seconds per event in
+//  *cpu_p, as for the raw run.
 static double
-s_run_broker (const s_frame_t *frames, size_t count, bool full, int round)
+s_run_broker (const s_frame_t *frames, size_t count, bool full, int round, double *cpu_p)
 {
     mw_broker_config_t cfg;
     mw_broker_config_default (&cfg);
@@ -308,9 +326,11 @@ s_run_broker (const s_frame_t *frames, size_t count, bool full, int round)
     zsock_set_rcvtimeo (sub, 100);
     s_receiver_t recv = {zsock_resolve (sub), false, 0, 0, false, s_now () + 300};
     pthread_t thread;
+    double cpu0 = s_cpu ();
     pthread_create (&thread, NULL, s_receive, &recv);
     double started = s_send_all (frames, count, ep + 1);
     pthread_join (thread, NULL);
+    *cpu_p = (s_cpu () - cpu0) / (double) count;
     mw_broker_stats_t stats;
     int rc = mw_broker_stats (broker, &stats);
     zsock_destroy (&sub);
@@ -363,13 +383,16 @@ main (int argc, char **argv)
     for (size_t i = 0; i <= events; i++)
         bytes += frames[i].size + frames[i].topic_len;
     double raw[S_MAX_ROUNDS] = {0}, brk[S_MAX_ROUNDS] = {0};
+    double raw_cpu[S_MAX_ROUNDS] = {0}, brk_cpu[S_MAX_ROUNDS] = {0};
     int rc = 0;
     for (int r = 0; r < rounds && rc == 0; r++) {
         bool raw_first = r % 2 == 0;
         for (int k = 0; k < 2; k++) {
             bool do_raw = (k == 0) == raw_first;
-            double v = do_raw ? s_run_raw (frames, events + 1)
-                              : s_run_broker (frames, events + 1, full, r);
+            double cpu = 0;
+            double v = do_raw ? s_run_raw (frames, events + 1, &cpu)
+                              : s_run_broker (frames, events + 1, full, r, &cpu);
+            (do_raw ? raw_cpu : brk_cpu)[r] = cpu;
             if (v < 0) {
                 fprintf (stderr, "bench_broker_ingest: a %s run failed\n",
                          do_raw ? "raw" : "broker");
@@ -385,6 +408,8 @@ main (int argc, char **argv)
     if (rc == 0) {
         qsort (raw, (size_t) rounds, sizeof (double), s_cmp);
         qsort (brk, (size_t) rounds, sizeof (double), s_cmp);
+        qsort (raw_cpu, (size_t) rounds, sizeof (double), s_cmp);
+        qsort (brk_cpu, (size_t) rounds, sizeof (double), s_cmp);
         double mraw = raw[rounds / 2], mbrk = brk[rounds / 2];
         printf ("| path | events/s (median of %d) | min | max |\n", rounds);
         printf ("|---|---:|---:|---:|\n");
@@ -394,6 +419,19 @@ main (int argc, char **argv)
         printf ("\n%zu events per run (%.0f bytes per event on the wire, mean); broker / raw = "
                 "%.2f\n",
                 events + 1, (double) bytes / (double) (events + 1), mbrk / mraw);
+        //  CPU per event over all threads: steadier than events/s when
+        //  other work shares the machine. On a machine whose cores are all
+        //  busy, throughput is cores / (CPU per event), so raw / broker
+        //  here is what the events/s ratio comes to on an idle machine of
+        //  this size, if both runs keep every core busy.
+        double craw = raw_cpu[rounds / 2], cbrk = brk_cpu[rounds / 2];
+        printf ("\n| path | process CPU ns/event (median of %d) | min | max |\n", rounds);
+        printf ("|---|---:|---:|---:|\n");
+        printf ("| raw libzmq PUB -> SUB | %.0f | %.0f | %.0f |\n", craw * 1e9, raw_cpu[0] * 1e9,
+                raw_cpu[rounds - 1] * 1e9);
+        printf ("| broker ingest | %.0f | %.0f | %.0f |\n", cbrk * 1e9, brk_cpu[0] * 1e9,
+                brk_cpu[rounds - 1] * 1e9);
+        printf ("\nCPU: raw / broker = %.2f\n", craw / cbrk);
     }
     for (size_t i = 0; i <= events; i++)
         free (frames[i].data);

@@ -49,7 +49,7 @@
 #define CHILD_RCVHWM 100   //  killed_sub.py's receive high-water mark
 #define CHILD_RCVBUF 65536 //  killed_sub.py's SO_RCVBUF; the kernel doubles it
 #define PROMPT_BYTES 4000  //  big events: few of them fit in socket buffers
-#define DRAIN_EVERY  32    //  MW_DRAIN_EVERY of mw_publisher.c
+#define DRAIN_EVERY  256   //  MW_DRAIN_EVERY of mw_publisher.c
 #define ZMQ_BATCH    8192  //  libzmq's in/out batch buffers (per side)
 
 static const char *s_python;
