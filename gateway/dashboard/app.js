@@ -416,8 +416,12 @@
       case 'task_start': d.started++; break;
       case 'cache_hit': d.cache++; break;
       case 'task_complete':
+        // A failed task is also an error, as the broker counts it.
         if (ev.success) d.succeeded++;
-        else d.failed++;
+        else {
+          d.failed++;
+          d.errors++;
+        }
         break;
       default: break;
     }
@@ -1707,14 +1711,18 @@
     setState();
   }
 
-  function sseRead(reader, ctrl) {
+  // Read the stream in a loop, one await per chunk: a promise chain built
+  // from inside each read's callback would keep every link alive until the
+  // stream ends (hours, on a dashboard left open).
+  async function sseRead(reader, ctrl) {
     const decoder = new TextDecoder('utf-8');
     let buf = '';
     let scan = 0;
     let data = [];
     let type = '';
-    const step = (res) => {
-      if (res.done || net.ctrl !== ctrl) return undefined;
+    for (;;) {
+      const res = await reader.read();
+      if (res.done || net.ctrl !== ctrl) return;
       net.lastByte = Date.now();
       buf += decoder.decode(res.value, { stream: true });
       let start = 0;
@@ -1729,7 +1737,7 @@
           if (data.length) dispatch(type || 'message', data.join('\n'));
           data = [];
           type = '';
-          if (net.ctrl !== ctrl) return undefined;
+          if (net.ctrl !== ctrl) return;
           continue;
         }
         if (line.charCodeAt(0) === 58) continue; // ':' comment (keepalive)
@@ -1742,9 +1750,7 @@
       }
       buf = buf.slice(start);
       scan = buf.length;
-      return reader.read().then(step);
-    };
-    return reader.read().then(step);
+    }
   }
 
   function dispatch(type, data) {
