@@ -10,14 +10,24 @@
 #     (tests labelled `valgrind` start valgrind themselves, in step 3);
 #  5. builds in build-asan/ with AddressSanitizer + UndefinedBehaviorSanitizer
 #     (warnings are errors) and runs the whole suite again;
-#  6. runs `deploy/quickstart.sh --no-run` (the README's first command,
+#  6. fuzzes each libFuzzer target for FUZZ_SECONDS (default 20) with clang
+#     (tests/fuzz/run.sh, its own build in build-fuzz/);
+#  7. runs `deploy/quickstart.sh --no-run` (the README's first command,
 #     without starting the demo): its Release build in build-release/.
+#
+#  The browser tests (ctest label `browser`) drive Debian's chromium with
+#  playwright-core from npm: step 1 also runs `npm ci` in tests/browser
+#  (Node.js and npm from Debian if the machine has none). The fault
+#  injection (`faults`), soak smoke (`soak`) and packaging (`packaging`)
+#  tests are part of the ctest suite. Longer runs, by hand:
+#  FUZZ_SECONDS=300 tests/fuzz/run.sh, and bench/soak/soak.py (10 minutes).
 #
 #  Exit status 0 only if every step passed. Works from any directory, as
 #  root or through sudo. Environment knobs:
 #    MW_BUILD_DIR, MW_ASAN_BUILD_DIR   build directories (default build/, build-asan/)
 #    MW_RELEASE_BUILD_DIR              quickstart's build directory (default build-release/)
 #    MW_JOBS                           parallel build and test jobs (default: cores)
+#    FUZZ_SECONDS                      seconds of fuzzing per target (default 20)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +39,10 @@ trap 'rm -rf "$LOGDIR"' EXIT
 
 PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
           libwebsockets-dev libjansson-dev libcmocka-dev python3 python3-zmq
-          python3-msgpack valgrind curl openssl iproute2)
+          python3-msgpack valgrind curl openssl iproute2
+          chromium fonts-liberation fonts-noto-color-emoji
+          clang libclang-rt-14-dev
+          dpkg-dev nginx-light prometheus systemd)
 VALGRIND_OPTIONS="--error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --num-callers=40 --track-origins=yes"
 
 section () {
@@ -95,6 +108,29 @@ install_packages () {
         apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 }
 
+#  Node.js and npm for the browser tests: the machine's own if it has them,
+#  else Debian's; then playwright-core (and nothing else: it downloads no
+#  browser) from the lock file into tests/browser/node_modules.
+install_node_modules () {
+    local dir="$ROOT/tests/browser"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "installing Debian's nodejs and npm"
+        run_as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends nodejs npm </dev/null || return 1
+    fi
+    if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)'; then
+        echo "error: the browser tests need Node.js 18 or later; $(command -v node) is $(node --version)" >&2
+        return 1
+    fi
+    echo "node $(node --version), npm $(npm --version)"
+    if [ -f "$dir/node_modules/.package-lock.json" ] \
+            && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+        echo "tests/browser/node_modules is up to date"
+        return 0
+    fi
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+}
+
 #  build DIR CMAKE-ARGS...
 build () {
     local dir="$1"
@@ -115,20 +151,24 @@ ctest_run () {
 START=$SECONDS
 echo "minerwatch tests: source $ROOT, $JOBS jobs"
 
-section "1/6 packages"
-if install_packages; then record "packages" ok; else record "packages" FAILED; fi
+section "1/7 packages"
+if install_packages && install_node_modules; then
+    record "packages" ok
+else
+    record "packages" FAILED
+fi
 
-section "2/6 build ($BUILD, -Werror)"
+section "2/7 build ($BUILD, -Werror)"
 if build "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DMW_SANITIZE=OFF "-DMEMORYCHECK_COMMAND_OPTIONS=$VALGRIND_OPTIONS"; then
     record "build" ok
-    section "3/6 tests ($BUILD)"
+    section "3/7 tests ($BUILD)"
     if ctest_run "$BUILD" "$LOGDIR/ctest.log" -j "$JOBS"; then
         record "tests" ok
     else
         record "tests" FAILED
     fi
-    section "4/6 valgrind (C tests labelled 'memcheck' in $BUILD)"
+    section "4/7 valgrind (C tests labelled 'memcheck' in $BUILD)"
     #  ctest's memcheck mode runs each test under valgrind with the options
     #  above: valgrind's --error-exitcode turns a memory error or a definite
     #  leak into a failed test, and so into a failed step.
@@ -149,7 +189,7 @@ else
     record "valgrind" "not run (build failed)"
 fi
 
-section "5/6 sanitizers ($BUILD_ASAN, ASan + UBSan, -Werror)"
+section "5/7 sanitizers ($BUILD_ASAN, ASan + UBSan, -Werror)"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 if build "$BUILD_ASAN" -DCMAKE_BUILD_TYPE=Debug -DMW_SANITIZE=ON; then
@@ -164,7 +204,14 @@ else
     record "tests (sanitizers)" "not run (build failed)"
 fi
 
-section "6/6 quickstart (deploy/quickstart.sh --no-run)"
+section "6/7 fuzzing (tests/fuzz/run.sh, ${FUZZ_SECONDS:-20} s per target)"
+if FUZZ_SECONDS="${FUZZ_SECONDS:-20}" FUZZ_JOBS="$JOBS" bash "$ROOT/tests/fuzz/run.sh" </dev/null; then
+    record "fuzzing" ok
+else
+    record "fuzzing" FAILED
+fi
+
+section "7/7 quickstart (deploy/quickstart.sh --no-run)"
 if MW_BUILD_DIR="${MW_RELEASE_BUILD_DIR:-$ROOT/build-release}" \
         bash "$ROOT/deploy/quickstart.sh" --no-run </dev/null; then
     record "quickstart --no-run" ok
