@@ -26,9 +26,6 @@
 #define S_NAME     "config"
 #define S_KEYS_MAX 256 //  settings remembered for the summary and line numbers
 
-//  From cmd_up.c: read a file as `minerwatch up --config` does.
-int mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size);
-
 typedef enum { S_BROKER, S_GATEWAY, S_UP, S_MODES } s_mode_t;
 static const char *s_mode_names[] = {"broker", "gateway", "up"};
 static const char *s_mode_titles[] = {"minerwatch-broker", "minerwatch-gateway", "minerwatch up"};

@@ -429,11 +429,6 @@ done:
     return rc;
 }
 
-//  `minerwatch config check --for up` (cmd_config.c): read path as `up
-//  --config path` would, print each error on report. Return the number of
-//  errors, or -1 with a message in err if the file cannot be read.
-int mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size);
-
 int
 mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size)
 {

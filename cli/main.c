@@ -13,9 +13,6 @@
 #error "MW_CLI_VERSION must be defined by the build (see cli/CMakeLists.txt)"
 #endif
 
-//  cmd_config.c (declared here until mw_cli.h lists it).
-extern const mw_cli_command_t mw_cmd_config;
-
 static const mw_cli_command_t *s_commands[] = {&mw_cmd_up,       &mw_cmd_tail,   &mw_cmd_publish,
                                                &mw_cmd_simulate, &mw_cmd_status, &mw_cmd_keygen,
                                                &mw_cmd_bench,    &mw_cmd_config, NULL};

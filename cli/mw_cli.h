@@ -40,6 +40,12 @@ extern const mw_cli_command_t mw_cmd_status;
 extern const mw_cli_command_t mw_cmd_keygen;
 extern const mw_cli_command_t mw_cmd_up;
 extern const mw_cli_command_t mw_cmd_bench;
+extern const mw_cli_command_t mw_cmd_config;
+
+//  `minerwatch config check --for up` (cmd_config.c): read path as `up
+//  --config path` would (cmd_up.c), print each error on report. Return the
+//  number of errors, or -1 with a message in err if the file cannot be read.
+int mw_cli_up_config_check (const char *path, FILE *report, char *err, size_t err_size);
 
 //  Print "minerwatch CMD: MESSAGE; see 'minerwatch CMD --help'" on stderr.
 //  Return MW_CLI_USAGE, so a caller can `return mw_cli_usage (...)`.

@@ -93,7 +93,9 @@ typedef struct {
 void mw_http_config_default (mw_http_config_t *cfg);
 
 //  Set one option by its long flag name without dashes: "http" (HOST:PORT,
-//  [V6]:PORT), "auth-token", "basic-auth", "cors", "tls-cert", "tls-key",
+//  [V6]:PORT), "auth-token", "basic-auth", "auth-token-file" and
+//  "basic-auth-file" (the secret read from a file, see mw_conf_read_secret),
+//  "cors", "tls-cert", "tls-key",
 //  "insecure", "open-metrics", "max-clients", "ring-frames", "ring-bytes",
 //  "client-max-unsent", "snapshot-events", "keepalive", "max-header".
 //  Booleans take true/false/yes/no/1/0. Return 0, or -1 with a message in
