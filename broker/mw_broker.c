@@ -88,6 +88,9 @@ s_random64 (void)
 //  are formatted first and written with one call, so that two threads do
 //  not interleave within a line. Bytes that are not printable ASCII (they
 //  may come from the network, in a decoder message) are shown as '?'.
+static void s_vlog (const char *name, char level, const char *fmt, va_list args)
+    __attribute__ ((format (printf, 3, 0)));
+
 static void
 s_vlog (const char *name, char level, const char *fmt, va_list args)
 {
