@@ -25,8 +25,8 @@
   const TIMELINE_MAX = 100; // events kept per task
   const TIMELINE_TOTAL = 10000; // events kept in all timelines
   const MAP_MAX = 1000; // miners, validators (the broker's own bounds)
-  const TOASTS_MAX = 5;
-  const TOAST_MS = 8000;
+  const TOASTS_MAX = 3;
+  const TOAST_MS = 6000;
   const NOTIFY_GAP_MS = 10000; // at most one desktop notification per gap
   const POLL_MS = 1500; // polling interval when SSE is unavailable
   const REFRESH_MS = 5000; // numbers refresh beside SSE
