@@ -90,8 +90,10 @@ set(CPACK_DEBIAN_DEV_DESCRIPTION
     "minerwatch publisher library: development files\n Headers, pkg-config file and CMake package (find_package(minerwatch)).")
 
 set(CPACK_DEBIAN_DAEMONS_PACKAGE_NAME "minerwatch-daemons")
-set(CPACK_DEBIAN_DAEMONS_PACKAGE_DEPENDS "libminerwatch${PROJECT_VERSION_MAJOR} (= ${mw_deb_version})")
-set(CPACK_DEBIAN_DAEMONS_PACKAGE_RECOMMENDS "minerwatch-cli (= ${mw_deb_version})")
+#  minerwatch-up.service runs /usr/bin/minerwatch, and `minerwatch config
+#  check` is how the example configs are checked: the CLI is a dependency.
+set(CPACK_DEBIAN_DAEMONS_PACKAGE_DEPENDS
+    "libminerwatch${PROJECT_VERSION_MAJOR} (= ${mw_deb_version}), minerwatch-cli (= ${mw_deb_version})")
 set(CPACK_DEBIAN_DAEMONS_DESCRIPTION
     "minerwatch broker and gateway daemons with systemd units\n minerwatch-broker keeps the live state of the miners' tasks; minerwatch-gateway\n serves it over HTTP (dashboard, Server-Sent Events, JSON, Prometheus metrics).")
 #  The config files in /etc are the administrator's: conffiles, kept on

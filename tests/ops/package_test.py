@@ -111,6 +111,8 @@ def inspect(debs, version):
             check(re.search(lib + r" \(>= ", dep[n]), f"{n} lacks {lib}: {dep[n]}")
         check(same in dep[n], f"{n}: {dep[n]}")
     check("libjansson4" in dep["minerwatch-cli"], dep["minerwatch-cli"])
+    #  minerwatch-up.service in the daemons package runs the CLI's binary.
+    check(f"minerwatch-cli (= {version})" in dep["minerwatch-daemons"], dep["minerwatch-daemons"])
     check(same in dep["libminerwatch-dev"] and "libzmq3-dev" in dep["libminerwatch-dev"],
           dep["libminerwatch-dev"])
     check("python3" in dep["python3-minerwatch"].split(", ") and
