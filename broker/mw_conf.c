@@ -63,9 +63,19 @@ mw_conf_read (const char *path, mw_conf_fn *fn, void *arg, FILE *report, char *e
         s_fmt (errbuf, errbuf_size, "cannot read config file %s: %s", path, strerror (errno));
         return -1;
     }
+    //  A config file is a file (or a pipe, for `--config <(...)`): not a
+    //  directory, not a device such as /dev/zero, not a runaway size.
     struct stat st;
-    if (fstat (fileno (file), &st) == 0 && S_ISDIR (st.st_mode)) {
-        s_fmt (errbuf, errbuf_size, "cannot read config file %s: it is a directory", path);
+    if (fstat (fileno (file), &st) == 0 &&
+        (!(S_ISREG (st.st_mode) || S_ISFIFO (st.st_mode)) ||
+         (S_ISREG (st.st_mode) && st.st_size > MW_CONF_FILE_MAX))) {
+        if (S_ISDIR (st.st_mode))
+            s_fmt (errbuf, errbuf_size, "cannot read config file %s: it is a directory", path);
+        else if (S_ISREG (st.st_mode))
+            s_fmt (errbuf, errbuf_size, "config file %s is larger than %d bytes", path,
+                   MW_CONF_FILE_MAX);
+        else
+            s_fmt (errbuf, errbuf_size, "cannot read config file %s: not a regular file", path);
         fclose (file);
         return -1;
     }
@@ -157,7 +167,8 @@ mw_conf_read_secret (const char *key, const char *path, char *out, size_t size, 
         s_fmt (errbuf, errbuf_size, "--%s: expected the name of a file that holds the secret", key);
         return -1;
     }
-    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    //  O_NONBLOCK: a FIFO must not hang us before fstat can refuse it.
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         s_fmt (errbuf, errbuf_size, "--%s: cannot read %s: %s", key, path, strerror (errno));
         return -1;

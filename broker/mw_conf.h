@@ -25,6 +25,7 @@ extern "C" {
 #endif
 
 #define MW_CONF_LINE_MAX   4096 //  bytes of one line, newline included
+#define MW_CONF_FILE_MAX   (1024 * 1024) //  bytes of one config file
 #define MW_CONF_SECRET_MAX 4096 //  bytes of a secret file
 
 //  Apply one setting read at line `line`. Return 0, or -1 with a message in

@@ -72,7 +72,7 @@ typedef struct {
     uint8_t **bodies;    //  raw: the encoded events
     mw_type_t *kinds;    //  raw: their types (the topic frames)
     size_t *body_lens;
-    uint64_t *sent_ns;           //  send time of event i (monotonic ns)
+    _Atomic uint64_t *sent_ns;   //  send time of event i (monotonic ns), read by the receiver
     uint32_t *call_ns;           //  cost of the call that sent event i
     uint64_t first_seq;          //  seq of event 0
     atomic_uint_fast64_t issued; //  events handed to the sender's socket (sent + dropped)
@@ -268,8 +268,7 @@ s_sender (void *arg)
         bool sent;
         uint64_t t0 = s_now_ns ();
         //  Stored before the send: the update can arrive before the call returns.
-        run->sent_ns[i] = t0;
-        atomic_thread_fence (memory_order_release);
+        atomic_store_explicit (&run->sent_ns[i], t0, memory_order_relaxed);
         if (run->pipeline) {
             mw_event_t ev;
             s_event (&ev, i, task_id, sizeof (task_id));
@@ -449,11 +448,11 @@ s_receive (s_run_t *run, void *sub, const char *miner, uint64_t sid, uint64_t *l
         int got;
         while ((got = s_recv_event (sub, &ev)) >= 0) {
             uint64_t now = s_now_ns ();
-            atomic_thread_fence (memory_order_acquire);
             int64_t i = got ? s_index (run, &ev, miner, sid) : -1;
             if (i >= 0 && lat_ns[i] == 0) {
                 //  The sender stores sent_ns[i] before the update can exist.
-                lat_ns[i] = now > run->sent_ns[i] ? now - run->sent_ns[i] : 1;
+                uint64_t sent = atomic_load_explicit (&run->sent_ns[i], memory_order_relaxed);
+                lat_ns[i] = now > sent ? now - sent : 1;
                 received++;
             }
             mw_event_release (&ev);
@@ -497,7 +496,7 @@ s_run (const s_opts_t *opts, bool pipeline, const char *ingest, const char *upda
                    .bodies = bodies,
                    .body_lens = body_lens,
                    .kinds = kinds};
-    run.sent_ns = (uint64_t *) calloc (n, sizeof (uint64_t));
+    run.sent_ns = (_Atomic uint64_t *) calloc (n, sizeof (uint64_t));
     run.call_ns = (uint32_t *) calloc (n, sizeof (uint32_t));
     uint64_t *lat_ns = (uint64_t *) calloc (n, sizeof (uint64_t));
     zsock_t *sub = NULL;
@@ -606,7 +605,7 @@ done:
     if (run.xpub)
         zmq_close (run.xpub);
     mw_publisher_destroy (&run.pub);
-    free (run.sent_ns);
+    free ((void *) run.sent_ns);
     free (run.call_ns);
     free (lat_ns);
     return rc;

@@ -412,7 +412,7 @@ s_check (const char *path, s_mode_t mode, bool guessed, bool quiet)
         printf ("  (no settings: the defaults of %s --help)\n", s_mode_titles[mode]);
 done:
     mw_conf_names_free (&self->names);
-    memset (&self->http, 0, sizeof (self->http)); //  it may hold a secret
+    explicit_bzero (&self->http, sizeof (self->http)); //  it may hold a secret
     free (self);
     return rc;
 }

@@ -447,7 +447,7 @@ mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, c
             //  Never echo the secret: name the file.
             snprintf (errbuf, errbuf_size, "--%s: %s does not hold %s", key, value,
                       token ? "a token" : "USER:PASS");
-        memset (secret, 0, sizeof (secret));
+        explicit_bzero (secret, sizeof (secret));
         return rc;
     }
     if (!strcmp (key, "basic-auth")) {

@@ -828,7 +828,8 @@ mw_event_encode (const mw_event_t *self, uint8_t *out, size_t cap, size_t *len_p
     s_pk_init (&pk, out, cap);
     //  Without kv the largest body is known beforehand: if it fits, write
     //  without a test per value (most events, by far).
-    if (self->kv_count == 0 && S_FIXED_MAX + type_len + str_bytes + self->extra_len <= cap)
+    if (self->kv_count == 0 && self->extra_len <= cap &&
+        S_FIXED_MAX + type_len + str_bytes <= cap - self->extra_len)
         s_encode_body (self, &pk, present, eff, nkeys, type_len, truncated, false);
     else
         s_encode_body (self, &pk, present, eff, nkeys, type_len, truncated, true);
