@@ -843,11 +843,12 @@
   }
 
   let bannerDismissed = '';
+  const LINK_DOWN_TEXT = 'The gateway has lost its broker: the numbers below are the last state it received.';
 
   // The problems now, as text (empty: none).
   function bannerText() {
     const parts = [];
-    if (!S.link) parts.push('The gateway has lost its broker: the numbers below are the last state it received.');
+    if (!S.link) parts.push(LINK_DOWN_TEXT);
     const limit = silenceMs();
     if (limit > 0 && S.haveState) {
       const now = brokerNow();
@@ -1837,14 +1838,22 @@
     const health = fetch(api('/healthz'), { cache: 'no-store' }).then((r) => (r.ok ? r.json() : null)).catch(() => null);
     Promise.all([status, health])
       .then(([resp, h]) => {
-        if (!net.polling) return;
+        // Polling stopped meanwhile (the stream is back): not busy any more,
+        // or the next fallback would find the poller stuck.
+        if (!net.polling) {
+          net.pollBusy = false;
+          return;
+        }
         if (h && typeof h.broker_up === 'boolean') setLink(h.broker_up);
         if (resp.status === 304) return pollDone(true);
         if (resp.status === 503) return pollDone(true); // gateway starting
         if (!resp.ok) throw new Error('HTTP ' + resp.status);
         const etag = resp.headers.get('ETag');
         return resp.json().then((doc) => {
-          if (!net.polling) return;
+          if (!net.polling) {
+            net.pollBusy = false;
+            return;
+          }
           if (!S.haveState || doc.epoch !== S.epoch) {
             if (full) fullLoad(doc);
             else {
@@ -2034,7 +2043,19 @@
       schedule();
     });
     D.bannerDismiss.addEventListener('click', () => {
-      bannerDismissed = bannerText();
+      // Silent miners and validators are acknowledged one by one (their
+      // silence grows every second, so the text alone would come back); an
+      // acknowledged one shows again only after it spoke and went quiet again.
+      const limit = silenceMs();
+      if (limit > 0) {
+        const now = brokerNow();
+        const ack = (x) => {
+          if (x.watched && x.last_seen > 0 && now - x.last_seen >= limit) x.acked = true;
+        };
+        for (const m of S.miners.values()) ack(m);
+        for (const v of S.validators.values()) ack(v);
+      }
+      bannerDismissed = S.link ? '' : LINK_DOWN_TEXT;
       dirty.banner = true;
       schedule();
     });

@@ -8,7 +8,8 @@
 //    one within 10 s of the last is held back and counted in the next.
 //  - The silence setting (#silence-s, kept in localStorage) at 3 s: a miner
 //    and a validator active while the page watches, then silent, show in
-//    #banner by name; both publishing again take them out; the settings
+//    #banner by name; Dismiss keeps it away while they stay silent, a new
+//    silence brings it back; both publishing again take them out; the settings
 //    control shows the stored value.
 const { Harness, check, sleep, log, waitFor } = require('./lib/harness');
 
@@ -103,8 +104,19 @@ new Harness('alerts').run(async (h) => {
   check(/validator/i.test(text) && text.includes(HOTKEY.slice(0, 6)), `the banner does not name the silent validator: '${text}'`);
   await h.shot(page, '2-silent');
 
-  //  5. Every silent one speaks again: the banner goes away.
+  //  Dismissed, it stays away while the same ones stay silent (their
+  //  silence grows every second; the banner must not come back for that).
+  await page.locator('#banner-dismiss').click();
+  await waitFor(() => banner.evaluate((b) => b.hidden), 3000, '#banner hidden after Dismiss');
+  await sleep(2500);
+  check(await banner.evaluate((b) => b.hidden), `#banner came back after Dismiss: '${(await banner.textContent()).trim()}'`);
+
+  //  5. miner-quiet speaks, then is silent again: a new silence, shown again.
   await pub.pub('miner-quiet', 'task_step', { task_id: 'al-q', step: 'back' });
+  await waitFor(() => banner.evaluate((b) => !b.hidden && /miner-quiet/.test(b.textContent)), 15000,
+    '#banner naming miner-quiet again after a new silence');
+  //  Every silent one speaks: the banner goes away.
+  await pub.pub('miner-quiet', 'task_step', { task_id: 'al-q', step: 'again' });
   await pub.pub('miner-al', 'validator_connection', { validator_hotkey: HOTKEY, validator_ip: '45.22.240.81' });
   await waitFor(() => banner.evaluate((b) => b.hidden || !/miner-quiet/.test(b.textContent)), 5000,
     '#banner no longer naming miner-quiet once it published again');
