@@ -1305,8 +1305,11 @@ s_attach (s_broker_t *self, int role, const char *list, char *errbuf, size_t err
                        s_role_names[role], addr, zmq_strerror (zmq_errno ()), s_role_names[role]);
                 return -1;
             }
-            const char *last = zsock_endpoint (self->socks[role]);
+            //  libzmq's last endpoint has the port a "tcp://host:0" (or czmq's
+            //  ":*") bind got; czmq's own record keeps ":0" as given.
+            char *last = zsock_last_endpoint (self->socks[role]);
             snprintf (actual, sizeof (actual), "@%s", last && *last ? last : addr);
+            free (last);
         }
         else {
             if (zsock_connect (self->socks[role], "%s", addr)) {

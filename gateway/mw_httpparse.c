@@ -253,9 +253,12 @@ mw_http_authorized (const char *auth_token, const char *basic_auth, const char *
         return false;
     if (token_len && strncasecmp (header, "Bearer ", 7) == 0) {
         const char *token = header + 7;
-        while (*token == ' ')
+        while (*token == ' ' || *token == '\t')
             token++;
-        return mw_http_secret_equal (token, strlen (token), auth_token, token_len);
+        size_t len = strlen (token);
+        while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t'))
+            len--;
+        return mw_http_secret_equal (token, len, auth_token, token_len);
     }
     if (basic_auth[0] && strncasecmp (header, "Basic ", 6) == 0) {
         const char *b64 = header + 6;
