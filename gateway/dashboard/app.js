@@ -1767,7 +1767,17 @@
       if (net.sse === 'open') scheduleRefresh();
     }
     else if (type === 'reset') S.awaitSnapshot = true;
-    else if (type === 'broker') setLink(!!obj.up);
+    else if (type === 'broker') {
+      setLink(!!obj.up);
+      // A stream resumed by id alone could continue another broker history
+      // (a broker restarted without its state file counts ids again): when
+      // the gateway's epoch is not the page's, start over from a snapshot.
+      const epoch = typeof obj.epoch === 'string' ? obj.epoch : '';
+      if (obj.up && S.haveState && !S.awaitSnapshot && S.epoch && epoch && !/^0+$/.test(epoch) && epoch !== S.epoch) {
+        S.awaitSnapshot = true;
+        if (net.ctrl) net.ctrl.abort();
+      }
+    }
     else if (!S.awaitSnapshot && S.haveState && obj && typeof obj === 'object') applyEvent(obj);
   }
 
