@@ -1771,6 +1771,29 @@ s_method (struct lws *wsi)
     return -1;
 }
 
+//  The address / redirects to: the page, with ?token= when the request had
+//  one, percent-encoded (the query parser decoded it). size must hold
+//  "/api/dashboard?token=" and three bytes per byte of the token.
+static void
+s_redirect_location (char *out, size_t size, const char *token)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int n = snprintf (out, size, "/api/dashboard%s", token ? "?token=" : "");
+    size_t at = n > 0 ? (size_t) n : 0;
+    for (const char *t = token; t && *t && at + 4 <= size; t++) {
+        unsigned char ch = (unsigned char) *t;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            out[at++] = (char) ch;
+        else {
+            out[at++] = '%';
+            out[at++] = hex[ch >> 4];
+            out[at++] = hex[ch & 15];
+        }
+    }
+    out[at < size ? at : size - 1] = 0;
+}
+
 static int
 s_on_http (mw_http_t *self, s_conn_t *c, struct lws *wsi, const char *path)
 {
@@ -1833,7 +1856,12 @@ s_on_http (mw_http_t *self, s_conn_t *c, struct lws *wsi, const char *path)
     else if (!strcmp (path, "/healthz"))
         rc = s_serve_health (self, c);
     else if (!strcmp (path, "/")) {
-        static const char *const extra[] = {"location:", "/api/dashboard", NULL};
+        //  A page opened as /?token=X keeps its token: the browser does not
+        //  carry it over a redirect by itself, and the page reads it from
+        //  its own address.
+        char location[sizeof ("/api/dashboard?token=") + 3 * sizeof (q->token)];
+        s_redirect_location (location, sizeof (location), q->has_token ? q->token : NULL);
+        const char *const extra[] = {"location:", location, NULL};
         c->seg_count = 0;
         rc = s_respond (self, c, 302, "text/plain", extra, NULL);
     }

@@ -478,6 +478,19 @@ def case_auth_token():
         s.close()
         code, _, _ = request(h.port, "/api/dashboard/live?token=s3cre")
         check(code == 401, "prefix of the token: %s" % code)
+        # / keeps the token on its way to the page, which reads it from its
+        # own address.
+        code, hd, _ = request(h.port, "/?token=s3cret")
+        check(code == 302 and hd.get("location") == "/api/dashboard?token=s3cret",
+              "/ with a token: %s %s" % (code, hd.get("location")))
+        code, _, _ = request(h.port, hd.get("location", "/"))
+        check(code == 200, "the redirect's target: %s" % code)
+    with Harness("--auth-token", "a b&c/=%") as h:
+        code, hd, _ = request(h.port, "/?token=a%20b%26c%2F%3D%25")
+        check(code == 302 and hd.get("location") == "/api/dashboard?token=a%20b%26c%2F%3D%25",
+              "/ with an encoded token: %s %s" % (code, hd.get("location")))
+        code, _, _ = request(h.port, hd.get("location", "/"))
+        check(code == 200, "the encoded redirect's target: %s" % code)
     with Harness("--auth-token", "s3cret", "--open-metrics") as h:
         for path in ("/metrics", "/healthz"):
             code, _, _ = request(h.port, path)
@@ -562,8 +575,8 @@ def case_errors():
             check(code == 405 and json.loads(body)["error"] == "method_not_allowed",
                   "%s: %s" % (method, code))
             check(hd.get("allow") == "GET, HEAD", "Allow header")
-        code, _, _ = request(h.port, "/")
-        check(code == 302, "/ redirects: %s" % code)
+        code, hd, _ = request(h.port, "/")
+        check(code == 302 and hd.get("location") == "/api/dashboard", "/ redirects: %s" % code)
         # Oversized request line / headers: refused, and the server lives on.
         out = _raw(h.port, b"GET /api/dashboard/live/status?" + b"a" * 9000 + b" HTTP/1.1\r\n"
                    b"Host: x\r\n\r\n")
