@@ -272,22 +272,6 @@ s_parse_uint (const char *value, uint64_t min, uint64_t max, uint64_t *out)
 }
 
 static int
-s_parse_bool (const char *value, bool *out)
-{
-    if (!value || !*value || strcmp (value, "true") == 0 || strcmp (value, "yes") == 0 ||
-        strcmp (value, "1") == 0 || strcmp (value, "on") == 0) {
-        *out = true;
-        return 0;
-    }
-    if (strcmp (value, "false") == 0 || strcmp (value, "no") == 0 || strcmp (value, "0") == 0 ||
-        strcmp (value, "off") == 0) {
-        *out = false;
-        return 0;
-    }
-    return -1;
-}
-
-static int
 s_set_string (char *dst, size_t size, const char *key, const char *value, char *errbuf,
               size_t errbuf_size)
 {
@@ -401,7 +385,7 @@ mw_broker_config_set (mw_broker_config_t *cfg, const char *key, const char *valu
     }
     if (is_bool) {
         bool b;
-        if (s_parse_bool (value, &b)) {
+        if (mw_conf_parse_bool (value, &b)) {
             s_fmt (errbuf, errbuf_size, "--%s: '%s' is not true or false", key, value);
             return -1;
         }

@@ -255,7 +255,7 @@ int
 mw_conf_parse_bool (const char *value, bool *out)
 {
     assert (out);
-    if (!value || !*value || !strcmp (value, "true") || !strcmp (value, "yes") ||
+    if (!value || !strcmp (value, "true") || !strcmp (value, "yes") ||
         !strcmp (value, "on") || !strcmp (value, "1")) {
         *out = true;
         return 0;

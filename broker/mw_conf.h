@@ -56,8 +56,10 @@ int mw_conf_read_stream (FILE *file, const char *path, mw_conf_fn *fn, void *arg
 int mw_conf_read_secret (const char *key, const char *path, char *out, size_t size, char *errbuf,
                          size_t errbuf_size);
 
-//  Parse a boolean value: true/yes/on/1 or false/no/off/0 (an empty value
-//  or NULL is true: a flag given without a value). Return 0, or -1.
+//  Parse a boolean value: true/yes/on/1 or false/no/off/0; NULL (a flag
+//  given without a value) is true. An empty value ("quiet =" in a file,
+//  "--quiet=" on the command line) is neither: it is more likely a value
+//  left out by mistake than a yes. Return 0, or -1.
 int mw_conf_parse_bool (const char *value, bool *out);
 
 //  Collect the option names a usage function prints ("--name" at the

@@ -323,18 +323,6 @@ mw_http_config_known (const char *key, bool *is_bool_p)
 }
 
 static int
-s_parse_bool (const char *value, bool *out)
-{
-    if (!value || !strcmp (value, "true") || !strcmp (value, "yes") || !strcmp (value, "1"))
-        *out = true;
-    else if (!strcmp (value, "false") || !strcmp (value, "no") || !strcmp (value, "0"))
-        *out = false;
-    else
-        return -1;
-    return 0;
-}
-
-static int
 s_copy_opt (char *dst, size_t size, const char *key, const char *value, char *errbuf,
             size_t errbuf_size)
 {
@@ -409,7 +397,7 @@ mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, c
     }
     if (is_bool) {
         bool b;
-        if (s_parse_bool (value, &b) != 0) {
+        if (mw_conf_parse_bool (value, &b) != 0) {
             s_err (errbuf, errbuf_size, "--%s '%s': expected true or false", key, value);
             return -1;
         }

@@ -142,6 +142,10 @@ def case_errors(args):
             ("up", "curve-secret = x\n", 1, r":1: 'curve-secret': CURVE is for brokers"),
             ("up", "demo-miners = 1000\n", 1, r":1: invalid --demo-miners '1000'"),
             ("up", "http = 0.0.0.0:8080\n", 1, r"refusing to serve 0\.0\.0\.0:8080"),
+            #  An empty boolean is a value left out, not a yes.
+            ("gateway", "open-metrics =\n", 1, r":1: --open-metrics '': expected true or false"),
+            ("broker", "quiet =\n", 1, r":1: --quiet: '' is not true or false"),
+            ("up", "demo = \n", 1, r":1: .*demo"),
         ]
         for i, (kind, text, want_rc, pattern) in enumerate(cases):
             path = write(os.path.join(tmp, f"case{i}.conf"), text)

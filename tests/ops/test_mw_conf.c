@@ -236,11 +236,11 @@ test_secret (void **state)
 static void
 test_bool (void **state)
 {
-    const char *yes[] = {"true", "yes", "on", "1", "", NULL};
+    const char *yes[] = {"true", "yes", "on", "1", NULL};
     const char *no[] = {"false", "no", "off", "0"};
-    const char *neither[] = {"True", "maybe", "2", " yes"};
+    const char *neither[] = {"True", "maybe", "2", " yes", ""};
     bool b;
-    for (size_t i = 0; i < 6; i++) {
+    for (size_t i = 0; i < 5; i++) {
         b = false;
         assert_int_equal (mw_conf_parse_bool (yes[i], &b), 0);
         assert_true (b);
@@ -250,7 +250,7 @@ test_bool (void **state)
         assert_int_equal (mw_conf_parse_bool (no[i], &b), 0);
         assert_false (b);
     }
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         assert_int_equal (mw_conf_parse_bool (neither[i], &b), -1);
 }
 
