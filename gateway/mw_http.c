@@ -1315,10 +1315,19 @@ s_write_headers (mw_http_t *self, s_conn_t *c, unsigned status, const char *ctyp
     unsigned char buf[LWS_PRE + 2048];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof (buf) - 1;
     struct lws *wsi = c->wsi;
-    if (lws_add_http_common_headers (wsi, status, ctype,
-                                     content_len == UINT64_MAX ? LWS_ILLEGAL_HTTP_CONTENT_LEN
-                                                               : (lws_filepos_t) content_len,
-                                     &p, end))
+    if (status == 304) {
+        //  No content-length: in a 304 it would have to be the length of
+        //  the 200 it stands for (RFC 9110, 8.6), not of its empty body.
+        //  Not through lws_add_http_common_headers, which would mark the
+        //  connection "close" for want of a length.
+        if (lws_add_http_header_status (wsi, status, &p, end))
+            return -1;
+    }
+    else if (lws_add_http_common_headers (wsi, status, ctype,
+                                          content_len == UINT64_MAX
+                                              ? LWS_ILLEGAL_HTTP_CONTENT_LEN
+                                              : (lws_filepos_t) content_len,
+                                          &p, end))
         return -1;
     if (s_header (wsi, "content-security-policy:", csp ? csp : S_CSP_JSON, &p, end) ||
         s_header (wsi, "x-content-type-options:", "nosniff", &p, end) ||

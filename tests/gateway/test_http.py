@@ -418,6 +418,19 @@ def case_status():
         code, hd2, body = request(h.port, "/api/dashboard/live/status",
                                   headers={"If-None-Match": etag})
         check(code == 304 and body == b"" and hd2.get("etag") == etag, "304: %s" % code)
+        # A 304 carries no content-length (it would have to be the 200's)
+        # and keeps the connection: a poller asks again on the same one.
+        check("content-length" not in hd2, "304 content-length: %r" % hd2)
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10 * SLOW)
+        for i in range(3):
+            conn.request("GET", "/api/dashboard/live/status", headers={"If-None-Match": etag})
+            resp = conn.getresponse()
+            check(resp.status == 304 and resp.read() == b"", "keep-alive 304 #%d" % i)
+            check(resp.getheader("connection", "").lower() != "close", "304 closes")
+        conn.request("GET", "/api/dashboard/live/status")
+        resp = conn.getresponse()
+        check(resp.status == 200 and json.loads(resp.read())["recent_events"], "200 after 304s")
+        conn.close()
         code, _, _ = request(h.port, "/api/dashboard/live/status",
                              headers={"If-None-Match": '"other"'})
         check(code == 200, "other etag: 200")
@@ -908,6 +921,7 @@ def _dashboard_files(port):
         check(re.fullmatch(r'"[0-9a-f]{20}"', etag), "%s etag %r" % (path, etag))
         code, hd2, data2 = request(port, path, headers={"If-None-Match": etag})
         check(code == 304 and data2 == b"" and hd2.get("etag") == etag, "%s 304: %s" % (path, code))
+        check("content-length" not in hd2, "%s 304 content-length" % path)
         code, _, data3 = request(port, path, headers={"If-None-Match": '"other"'})
         check(code == 200 and data3 == data, "%s other etag: %s" % (path, code))
         code, hd3, data4 = request(port, path, method="HEAD")
