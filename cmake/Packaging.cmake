@@ -101,8 +101,17 @@ set(CPACK_DEBIAN_DAEMONS_DESCRIPTION
 set(mw_conffiles "${CMAKE_BINARY_DIR}/cpack/daemons/conffiles")
 file(WRITE "${mw_conffiles}"
      "${MW_CONF_DIR}/broker.conf\n${MW_CONF_DIR}/gateway.conf\n${MW_CONF_DIR}/up.conf\n")
+#  Maintainer scripts (deploy/debian/): systemd reloads the units, an
+#  upgrade restarts the daemons that ran, a removal stops them, a purge
+#  drops the broker's state. They call systemctl only on a system booted
+#  with systemd and never under dpkg --root (DPKG_ROOT set).
+set(mw_maint_scripts "${PROJECT_SOURCE_DIR}/deploy/debian/postinst"
+    "${PROJECT_SOURCE_DIR}/deploy/debian/prerm" "${PROJECT_SOURCE_DIR}/deploy/debian/postrm")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
-  set(CPACK_DEBIAN_DAEMONS_PACKAGE_CONTROL_EXTRA "${mw_conffiles}")
+  set(CPACK_DEBIAN_DAEMONS_PACKAGE_CONTROL_EXTRA "${mw_conffiles};${mw_maint_scripts}")
+else()
+  set(CPACK_DEBIAN_DAEMONS_PACKAGE_CONTROL_EXTRA "${mw_maint_scripts}")
 endif()
 
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME "minerwatch-cli")

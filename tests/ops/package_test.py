@@ -20,7 +20,9 @@ Usage: package_test.py SOURCE_DIR WORK_DIR CMAKE CPACK C_COMPILER
    files, `minerwatch up` from the root with a publish through the
    installed Python module and /healthz and the status JSON over curl, and
    the installed gateway against the installed broker.
-5. `dpkg -r` all: only the three conffiles remain; `dpkg -P`: nothing.
+5. Reinstall minerwatch-daemons over itself (an upgrade's postinst); `dpkg
+   -r` all: only the three conffiles and the broker's state remain; `dpkg
+   -P`: nothing.
 """
 import glob
 import os
@@ -146,10 +148,20 @@ def inspect(debs, version):
         check(rc == 0, err)
         with open(os.path.join(tmp, "conffiles")) as f:
             check(sorted(f.read().split()) == sorted(CONFFILES), "conffiles")
-        check(not any(os.path.exists(os.path.join(tmp, s))
-                      for s in ("preinst", "postinst", "prerm", "postrm")),
-              "minerwatch-daemons has maintainer scripts")
-    print("ok: every file where Debian wants it, config files are conffiles")
+        #  Maintainer scripts: the three of deploy/debian, executable, valid
+        #  sh, and never calling systemctl under dpkg --root.
+        check(not os.path.exists(os.path.join(tmp, "preinst")), "a preinst")
+        for script in ("postinst", "prerm", "postrm"):
+            path = os.path.join(tmp, script)
+            check(os.path.exists(path), f"minerwatch-daemons has no {script}")
+            check(os.stat(path).st_mode & 0o777 == 0o755, f"{script} mode")
+            rc, out, err = run(["sh", "-n", path])
+            check(rc == 0, f"{script}: {err}")
+            with open(path) as f:
+                text = f.read()
+            check("systemctl" not in text or '-z "${DPKG_ROOT:-}"' in text,
+                  f"{script} may call systemctl under dpkg --root")
+    print("ok: every file where Debian wants it, config files are conffiles, maintainer scripts")
     return by_name
 
 
@@ -261,16 +273,29 @@ def case_all(args):
 
         run_installed(root, src)
 
+        #  A broker's state, as systemd keeps it for a DynamicUser unit: a
+        #  removal keeps it, a purge removes it.
+        state = os.path.join(root, "var/lib/private/minerwatch")
+        os.makedirs(state)
+        open(os.path.join(state, "broker.state"), "w").close()
+        os.symlink("private/minerwatch", os.path.join(root, "var/lib/minerwatch"))
+        STATE = ["/var/lib/private/minerwatch/broker.state"]
+        #  Reinstall over itself: an upgrade runs the postinst with the old
+        #  version (under dpkg --root it must touch nothing outside).
+        rc, out, err = dpkg(root, "--force-depends", "-i", by_name["minerwatch-daemons"])
+        check(rc == 0, f"dpkg -i again: {rc}\n{out}{err}")
+
         rc, out, err = dpkg(root, "--force-depends", "-r", *PACKAGES)
         check(rc == 0, f"dpkg -r: {rc}\n{out}{err}")
         left = leftovers(root)
-        check(left == sorted(CONFFILES), f"left after dpkg -r: {left}")
-        print("ok: dpkg -r leaves only the conffiles")
+        check(left == sorted(CONFFILES + STATE), f"left after dpkg -r: {left}")
+        print("ok: dpkg -r leaves only the conffiles and the broker's state")
         rc, out, err = dpkg(root, "-P", *PACKAGES)
         check(rc == 0, f"dpkg -P: {rc}\n{out}{err}")
         left = leftovers(root)
         check(left == [], f"left after dpkg -P: {left}")
         check(not os.path.exists(os.path.join(root, "etc/minerwatch")), "/etc/minerwatch stays")
+        check(not os.path.lexists(os.path.join(root, "var/lib/minerwatch")), "state link stays")
         print("ok: dpkg -P leaves nothing")
     finally:
         Proc.stop_all()
