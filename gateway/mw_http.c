@@ -142,6 +142,7 @@ struct _mw_http_t {
     pthread_t thread;
     bool thread_started;
     volatile int stop;
+    bool send_buffer_warned; //  a failed SO_SNDBUF was logged once
 
     //  The queue (feed methods -> service thread), under lock.
     pthread_mutex_t lock;
@@ -285,6 +286,7 @@ mw_http_config_default (mw_http_config_t *cfg)
     cfg->snapshot_events = MW_HTTP_SNAPSHOT_EVENTS_DEFAULT;
     cfg->keepalive_s = MW_HTTP_KEEPALIVE_DEFAULT;
     cfg->max_header = MW_HTTP_MAX_HEADER_DEFAULT;
+    cfg->send_buffer = MW_HTTP_SEND_BUFFER_DEFAULT;
 }
 
 static const struct {
@@ -308,6 +310,7 @@ static const struct {
     {"snapshot-events", false},
     {"keepalive", false},
     {"max-header", false},
+    {"sse-send-buffer", false},
 };
 
 bool
@@ -495,6 +498,16 @@ mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, c
             return -1;
         cfg->max_header = (uint32_t) v;
     }
+    else if (!strcmp (key, "sse-send-buffer")) {
+        if (s_parse_bound (key, value, 0, 64u << 20, &v, errbuf, errbuf_size))
+            return -1;
+        if (v > 0 && v < 4096) {
+            s_err (errbuf, errbuf_size, "--sse-send-buffer %s: 0 (the kernel's) or 4096 and more",
+                   value);
+            return -1;
+        }
+        cfg->send_buffer = (uint32_t) v;
+    }
     return 0;
 }
 
@@ -565,11 +578,13 @@ mw_http_config_usage (FILE *out)
              "  --client-max-unsent N     close an SSE client owed more bytes (%u)\n"
              "  --snapshot-events N       recent events in an SSE snapshot (%d)\n"
              "  --keepalive SECONDS       SSE keepalive comment interval (%d)\n"
-             "  --max-header BYTES        request line + headers accepted (%d)\n",
+             "  --max-header BYTES        request line + headers accepted (%d)\n"
+             "  --sse-send-buffer BYTES   kernel send buffer of an SSE connection; 0 leaves\n"
+             "                            it to the kernel (%u)\n",
              MW_HTTP_HOST_DEFAULT, MW_HTTP_PORT_DEFAULT, MW_HTTP_MAX_CLIENTS_DEFAULT,
              MW_HTTP_RING_FRAMES_DEFAULT, MW_HTTP_RING_BYTES_DEFAULT, MW_HTTP_CLIENT_UNSENT_DEFAULT,
              MW_HTTP_SNAPSHOT_EVENTS_DEFAULT, MW_HTTP_KEEPALIVE_DEFAULT,
-             MW_HTTP_MAX_HEADER_DEFAULT);
+             MW_HTTP_MAX_HEADER_DEFAULT, MW_HTTP_SEND_BUFFER_DEFAULT);
 }
 
 //  --------------------------------------------------------------------------
@@ -1647,6 +1662,29 @@ s_last_event_id (struct lws *wsi, uint64_t *id)
     return mw_http_last_event_id (value, id);
 }
 
+//  Cap the kernel's send buffer of an HTTP/1 SSE connection. Left to
+//  itself Linux grows it to 4 MiB per socket: a client that stops reading
+//  then pins that much kernel memory, and the service thread spends its
+//  time filling it (1000 such clients took 825 MB of writes in a test). The
+//  unsent bytes stay in the shared ring instead, where --client-max-unsent
+//  bounds them. Not on HTTP/2, whose socket all the streams share.
+static void
+s_limit_send_buffer (mw_http_t *self, struct lws *wsi)
+{
+    if (!self->cfg.send_buffer)
+        return;
+    int fd = lws_get_socket_fd (wsi);
+    int size = (int) self->cfg.send_buffer;
+    if (fd >= 0 && setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof (size)) != 0 &&
+        !self->send_buffer_warned) {
+        self->send_buffer_warned = true;
+        fprintf (stderr,
+                 "%s: cannot set SO_SNDBUF of an SSE connection to %d: %s (further failures "
+                 "not logged)\n",
+                 s_name (self), size, strerror (errno));
+    }
+}
+
 static int
 s_serve_live (mw_http_t *self, s_conn_t *c, struct lws *wsi, const s_query_t *q)
 {
@@ -1720,6 +1758,7 @@ s_serve_live (mw_http_t *self, s_conn_t *c, struct lws *wsi, const s_query_t *q)
     else {
         lws_set_timeout (wsi, NO_PENDING_TIMEOUT, 0);
         lws_http_headers_detach (wsi);
+        s_limit_send_buffer (self, wsi);
     }
     c->kind = S_CONN_SSE;
     c->last_write_ms = mw_http_now_ms ();

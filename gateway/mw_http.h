@@ -52,6 +52,7 @@ extern "C" {
 #define MW_HTTP_KEEPALIVE_DEFAULT       15          //  seconds between keepalive comments
 #define MW_HTTP_RETRY_MS                2000        //  the `retry:` sent to EventSource
 #define MW_HTTP_MAX_HEADER_DEFAULT      4096        //  bytes of request line + headers
+#define MW_HTTP_SEND_BUFFER_DEFAULT     (256u << 10) //  SO_SNDBUF of an SSE connection
 
 //  Fixed parameters.
 #define MW_HTTP_WRITE_H1  65536 //  bytes per write on HTTP/1.1
@@ -86,6 +87,7 @@ typedef struct {
     uint32_t snapshot_events;   //  recent events in a snapshot frame
     uint32_t keepalive_s;       //  idle seconds before a keepalive comment
     uint32_t max_header;        //  bytes of request line + headers
+    uint32_t send_buffer;       //  SO_SNDBUF of an HTTP/1 SSE socket; 0 = the kernel's
     const char *log_name;       //  prefix of log lines (static string)
 } mw_http_config_t;
 
@@ -97,7 +99,8 @@ void mw_http_config_default (mw_http_config_t *cfg);
 //  "basic-auth-file" (the secret read from a file, see mw_conf_read_secret),
 //  "cors", "tls-cert", "tls-key",
 //  "insecure", "open-metrics", "max-clients", "ring-frames", "ring-bytes",
-//  "client-max-unsent", "snapshot-events", "keepalive", "max-header".
+//  "client-max-unsent", "snapshot-events", "keepalive", "max-header",
+//  "sse-send-buffer".
 //  Booleans take true/false/yes/no/1/0. Return 0, or -1 with a message in
 //  errbuf that says what was expected.
 int mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, char *errbuf,

@@ -759,8 +759,10 @@ def case_never_readers():
     samples = metrics(g)
     slow = metric(samples, "minerwatch_gateway_sse_slow_closed_total")
     log("never-readers: sent %d; reader got %d events, %d resets; slow closed %d; "
-        "clients now %d" % (sent, len(reader.ids), reader.resets, slow,
-                            metric(samples, "minerwatch_gateway_sse_clients")))
+        "clients now %d; %.0f MB written to SSE sockets"
+        % (sent, len(reader.ids), reader.resets, slow,
+           metric(samples, "minerwatch_gateway_sse_clients"),
+           metric(samples, "minerwatch_gateway_sse_bytes_total") / 1e6))
     check(reader.error is None, "reader: %s" % reader.error)
     check(reader.resets == 0, "the reader was reset")
     check(len(reader.ids) == sent, "the reader got %d of %d events" % (len(reader.ids), sent))

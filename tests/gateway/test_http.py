@@ -685,6 +685,45 @@ def case_never_reader():
         good.close()
 
 
+def _server_sndbuf(port, client):
+    """The kernel send buffer ('tb' of `ss -m`) of the server side of the
+    connection whose client end is the socket client."""
+    cport = client.sock.getsockname()[1]
+    out = subprocess.run(["ss", "-tmnH", "state", "established", "( sport = :%d and dport = :%d )"
+                          % (port, cport)], capture_output=True, text=True, timeout=10).stdout
+    m = re.search(r"\btb(\d+)", out)
+    check(m, "ss shows no server socket for port %d -> %d: %r" % (port, cport, out))
+    return int(m.group(1))
+
+
+def case_send_buffer():
+    # An SSE connection's kernel send buffer is capped (--sse-send-buffer;
+    # Linux doubles what it is given), so that a client that stops reading
+    # pins little kernel memory; 0 leaves it to the kernel. A capped
+    # connection still carries a burst whole.
+    with Harness("--events", "10", "--sse-send-buffer", "65536") as h:
+        c = open_sse(h.port)
+        c.next_of("snapshot")
+        check(_server_sndbuf(h.port, c) == 2 * 65536, "sndbuf %d" % _server_sndbuf(h.port, c))
+        last = h.last_id("events 5000")
+        got = c.events_until(last, timeout=60)
+        check(int(got[-1]["id"]) == last, "a burst through a small send buffer")
+        c.close()
+    with Harness("--events", "10") as h:
+        c = open_sse(h.port)
+        c.next_of("snapshot")
+        check(_server_sndbuf(h.port, c) == 2 * 262144, "default sndbuf %d"
+              % _server_sndbuf(h.port, c))
+        c.close()
+    with Harness("--events", "10", "--sse-send-buffer", "0") as h:
+        c = open_sse(h.port)
+        c.next_of("snapshot")
+        check(_server_sndbuf(h.port, c) != 2 * 262144, "0 leaves the kernel's")
+        c.close()
+    h = Harness("--sse-send-buffer", "100", expect_fail=True)
+    check(h.proc.wait(10) == 2 and "4096" in h.first, "a tiny send buffer refused: %r" % h.first)
+
+
 def case_slow_reset():
     # A reader that pauses falls off a small ring: on resuming it gets what
     # the kernel buffered, then `reset` and a fresh snapshot, then live
