@@ -170,16 +170,20 @@ new Harness('load').run(async (h) => {
   log(`DOM elements: first third ${firstDom.toFixed(0)}, last third ${lastDom.toFixed(0)}`);
   check(lastDom <= GROWTH * firstDom, `the DOM grew from ${firstDom.toFixed(0)} to ${lastDom.toFixed(0)} elements`);
 
-  //  And it has applied everything once the load stops.
+  //  And it has applied everything once the load stops. The page's lastId
+  //  is its newest event's id; /healthz's last_id counts the broker's
+  //  once-a-second ticks too, so the newest event is read from the status.
   const health = JSON.parse((await httpGet(`${up.base}/healthz`)).body);
-  await waitFor(() => page.evaluate((id) => window.mwDashboard.lastId >= id, health.last_id), 5000,
-    `the page applying every event up to broker id ${health.last_id}`);
   const status = JSON.parse((await httpGet(`${up.base}/api/dashboard/live/status?limit=1`)).body);
+  const newest = status.recent_events.length ? status.recent_events[0].id : 0;
+  check(newest > 0 && newest <= health.last_id, `newest event id ${newest}, last id ${health.last_id}`);
+  await waitFor(() => page.evaluate((id) => window.mwDashboard.lastId >= id, newest), 5000,
+    `the page applying every event up to broker id ${newest} (the newest event)`);
   await waitFor(() => page.evaluate((n) => Number(document.getElementById('active-count').textContent.trim()) === n &&
     document.querySelectorAll('#active [data-task-id]').length === n, status.active_task_count), 5000,
   `#active-count and the #active rows matching the ${status.active_task_count} active tasks of the status JSON`);
   const dash = await page.evaluate(() => ({ ...window.mwDashboard }));
-  log(`page: ${JSON.stringify(dash)}; broker: last_id ${health.last_id}, ${status.active_task_count} active, ` +
+  log(`page: ${JSON.stringify(dash)}; broker: newest event ${newest}, last_id ${health.last_id}, ${status.active_task_count} active, ` +
     `${status.stats.lost_events} lost`);
   check(dash.transport === 'sse', `the page ended on ${dash.transport}, not sse`);
 });
