@@ -16,8 +16,9 @@ const { Harness, check, sleep, log, waitFor, httpGet } = require('./lib/harness'
 
 new Harness('restart').run(async (h) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-browser-restart-'));
+  let up = null;
   try {
-    const up = await h.up({ stateFile: path.join(dir, 'state'), extra: ['--save-interval', '1'] });
+    up = await h.up({ stateFile: path.join(dir, 'state'), extra: ['--save-interval', '1'] });
     const pub = await h.publisher(up);
     const page = await h.page();
     await h.open(page, up);
@@ -113,7 +114,12 @@ new Harness('restart').run(async (h) => {
     await page.locator(`#events [data-type="task_start"][data-ts="${d.ts}"]`).waitFor({ timeout: 5000 })
       .catch(() => { throw new Error('the task_start the page missed is not in #events after it caught up'); });
     await h.shot(page, '4-caught-up');
+    //  minerwatch up writes its state file every second and on SIGTERM:
+    //  stop it before its directory goes (else a save can land in the
+    //  middle of the removal).
+    check((await up.stop('SIGTERM')).code === 0, 'minerwatch up did not exit 0 on the last SIGTERM');
   } finally {
+    if (up && up.child && up.child.running()) await up.stop('SIGKILL').catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
