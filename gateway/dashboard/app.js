@@ -29,6 +29,8 @@
   const TOAST_MS = 6000;
   const NOTIFY_GAP_MS = 10000; // at most one desktop notification per gap
   const POLL_MS = 1500; // polling interval when SSE is unavailable
+  const POLL_LIMIT_MIN = 1000; // events asked for per poll: the broker's ring,
+  const POLL_LIMIT_MAX = 20000; // within these
   const REFRESH_MS = 5000; // numbers refresh beside SSE
   const SSE_RETRY_MIN_MS = 1000;
   const SSE_RETRY_MAX_MS = 15000;
@@ -1557,7 +1559,7 @@
     if (list.length && list[0].id <= task.first_id) return;
     timelineFetched = key;
     const epoch = S.epoch;
-    fetch(api('/api/dashboard/live/status', { limit: 1000 }), { cache: 'no-store' })
+    fetch(api('/api/dashboard/live/status', { limit: pollLimit() }), { cache: 'no-store' })
       .then((r) => (r.ok ? r.json() : null))
       .then((doc) => {
         if (!doc || doc.epoch !== epoch || !findTask(key)) return;
@@ -1836,12 +1838,21 @@
     net.pollTimer = 0;
   }
 
+  // How many events a poll asks for: all the broker's ring may hold after
+  // `since`. Asking for fewer would cut the oldest of a long burst (the
+  // answer is the newest N), and the page could not tell: ids count the
+  // broker's ticks too, so they have holes anyway.
+  function pollLimit() {
+    const ring = S.bounds && typeof S.bounds.recent_events === 'number' ? S.bounds.recent_events : 0;
+    return Math.min(Math.max(POLL_LIMIT_MIN, ring), POLL_LIMIT_MAX);
+  }
+
   function poll() {
     net.pollTimer = 0;
     if (!net.polling || net.pollBusy) return;
     net.pollBusy = true;
     const full = !S.haveState;
-    const params = full ? null : { since: Math.max(S.lastId, S.floor), limit: 1000 };
+    const params = full ? null : { since: Math.max(S.lastId, S.floor), limit: pollLimit() };
     const headers = {};
     if (net.etag && !full) headers['If-None-Match'] = net.etag;
     const status = fetch(api('/api/dashboard/live/status', params), { cache: 'no-store', headers: headers });

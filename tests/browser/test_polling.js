@@ -3,13 +3,14 @@
 //  or without a query, aborted by the browser), the page falls back to
 //  polling /api/dashboard/live/status: #conn says `polling`, and a task
 //  published afterwards still appears, and still leaves when it completes.
-const { Harness, check, sleep, log } = require('./lib/harness');
+//  A burst of more than 1000 events between two polls is applied whole.
+const { Harness, check, sleep, log, waitFor } = require('./lib/harness');
 
 const SSE_PATH = '/api/dashboard/live';
 const STATUS_PATH = '/api/dashboard/live/status';
 
 new Harness('polling').run(async (h) => {
-  const up = await h.up();
+  const up = await h.up({ extra: ['--recent-events', '5000'] });
   const pub = await h.publisher(up);
   await pub.pub('miner-poll', 'task_start', { task_id: 'poll-before', prompt: 'Before the page opened', timeout_ms: 120000 });
 
@@ -54,6 +55,34 @@ new Harness('polling').run(async (h) => {
   log(`a task completed while polling left #active after ${(gone - done.sent_ms).toFixed(0)} ms`);
   check(await page.getAttribute('#conn', 'data-state') === 'polling', 'the page left polling while SSE is blocked');
   await h.shot(page, '2-polling-updated');
+
+  //  A burst of more than 1000 events between two polls, with a broker ring
+  //  of 5000 (--recent-events): the page asks for what the ring holds after
+  //  its last event, so the oldest events of the burst are applied one by
+  //  one too. Here the first one is a failed task, whose toast shows it.
+  let held = 0;
+  let hold = true;
+  await page.route((url) => url.pathname === STATUS_PATH, (route) => {
+    if (!hold) return route.fallback();
+    held++;
+    return route.abort('connectionrefused');
+  });
+  await waitFor(() => held > 0, 10000, 'a poll held back');
+  await pub.pub('miner-poll', 'task_start', { task_id: 'burst-fail', prompt: 'First of the burst', timeout_ms: 120000 });
+  await pub.pub('miner-poll', 'task_complete', { task_id: 'burst-fail', success: false, error: 'failed at the start of a burst' });
+  const BURST = 700;
+  for (let i = 0; i < BURST; i++) {
+    await pub.pub('miner-poll', 'task_start', { task_id: `burst-${i}`, prompt: 'Burst', timeout_ms: 120000 });
+    await pub.pub('miner-poll', 'task_complete', { task_id: `burst-${i}`, success: true, response_time: 0.5 });
+  }
+  hold = false;
+  log(`published ${2 * BURST + 2} events while ${held} polls were held back`);
+  await page.waitForSelector('#toasts .toast[data-kind="failed"]', { timeout: 15000 })
+    .catch(() => { throw new Error('no toast for the failed task at the start of a burst of more than 1000 events'); });
+  const limits = page.rec.requests.filter((u) => new URL(u).pathname === STATUS_PATH)
+    .map((u) => new URL(u).searchParams.get('limit')).filter((l) => l !== null);
+  check(limits.length && limits[limits.length - 1] === '5000', `the polls asked for limit=${limits.slice(-1)}, not the ring's 5000`);
+  await h.shot(page, '3-burst');
 
   //  Nothing required here: does it return to SSE once the stream is back?
   await page.unrouteAll({ behavior: 'ignoreErrors' });
