@@ -101,8 +101,9 @@ void mw_http_config_default (mw_http_config_t *cfg);
 //  "insecure", "open-metrics", "max-clients", "ring-frames", "ring-bytes",
 //  "client-max-unsent", "snapshot-events", "keepalive", "max-header",
 //  "sse-send-buffer".
-//  Booleans take true/false/yes/no/1/0. Return 0, or -1 with a message in
-//  errbuf that says what was expected.
+//  Booleans as mw_conf_parse_bool (true/false, yes/no, on/off, 1/0; an
+//  empty value is an error). Return 0, or -1 with a message in errbuf that
+//  says what was expected.
 int mw_http_config_set (mw_http_config_t *cfg, const char *key, const char *value, char *errbuf,
                         size_t errbuf_size);
 
