@@ -704,7 +704,8 @@ def case_send_buffer():
     with Harness("--events", "10", "--sse-send-buffer", "65536") as h:
         c = open_sse(h.port)
         c.next_of("snapshot")
-        check(_server_sndbuf(h.port, c) == 2 * 65536, "sndbuf %d" % _server_sndbuf(h.port, c))
+        tb = _server_sndbuf(h.port, c)
+        check(tb == 2 * 65536, "sndbuf %d" % tb)
         last = h.last_id("events 5000")
         got = c.events_until(last, timeout=60)
         check(int(got[-1]["id"]) == last, "a burst through a small send buffer")
@@ -712,8 +713,8 @@ def case_send_buffer():
     with Harness("--events", "10") as h:
         c = open_sse(h.port)
         c.next_of("snapshot")
-        check(_server_sndbuf(h.port, c) == 2 * 262144, "default sndbuf %d"
-              % _server_sndbuf(h.port, c))
+        tb = _server_sndbuf(h.port, c)
+        check(tb == 2 * 262144, "default sndbuf %d" % tb)
         c.close()
     with Harness("--events", "10", "--sse-send-buffer", "0") as h:
         c = open_sse(h.port)
